@@ -1,0 +1,47 @@
+"""funcprune: pure-functional neural-network pruning on ``torch.func``.
+
+Pruning methods are pure functions from parameter dicts to bool mask dicts; they compose with
+:func:`chain`, run models through :func:`masked_call`, and vectorise with ``torch.func.vmap``.
+
+>>> import torch, funcprune as fp
+>>> params = {"w": torch.tensor([0.5, -3.0, 1.0, 0.1])}
+>>> fp.chain(fp.l1_unstructured(0.5), fp.l1_unstructured(1))(params)["w"]
+tensor([False,  True, False, False])
+"""
+
+from funcprune.combinators import chain, only
+from funcprune.masking import Sparsity, apply_masks, masked_call, sparsity
+from funcprune.methods import (
+    custom_from_mask,
+    global_unstructured,
+    identity,
+    l1_unstructured,
+    ln_structured,
+    random_structured,
+    random_unstructured,
+)
+from funcprune.types import Amount, Masks, Params, PruningMethod, Scores
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Amount",
+    "Masks",
+    "Params",
+    "PruningMethod",
+    "Scores",
+    "Sparsity",
+    "__version__",
+    "apply_masks",
+    "chain",
+    "custom_from_mask",
+    "global_unstructured",
+    "identity",
+    "l1_unstructured",
+    "ln_structured",
+    "masked_call",
+    "only",
+    "random_structured",
+    "random_unstructured",
+    "sparsity",
+]

@@ -1,0 +1,106 @@
+"""Validation at the boundary: every offending key is named in one message, nothing is mutated.
+
+>>> import torch
+>>> check_params({"w": torch.ones(2)})
+>>> check_masks({"w": torch.ones(2)}, {"b": torch.ones(2, dtype=torch.bool)})
+Traceback (most recent call last):
+...
+KeyError: "masks has keys that are not parameters: ['b']; parameter keys are ['w']"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from funcprune.types import Params
+
+
+def _shape(t: Tensor) -> tuple[int, ...]:
+    return tuple(t.shape)
+
+
+def check_params(params: object) -> None:
+    """``params`` must be a mapping from ``str`` to ``Tensor``.
+
+    >>> check_params([1, 2])
+    Traceback (most recent call last):
+    ...
+    TypeError: params must be a mapping from parameter names to tensors (e.g. dict(model.named_parameters())); got list
+    """
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            "params must be a mapping from parameter names to tensors "
+            f"(e.g. dict(model.named_parameters())); got {type(params).__name__}"
+        )
+    bad = sorted(
+        f"{k!r} ({type(v).__name__})"
+        for k, v in params.items()
+        if not (isinstance(k, str) and isinstance(v, Tensor))
+    )
+    if bad:
+        raise TypeError(f"params must map str keys to tensors; offending entries: {', '.join(bad)}")
+
+
+def check_tensor_dict(
+    params: Params, other: Mapping[str, object], what: str, *, bool_only: bool = False
+) -> None:
+    """Keys of ``other`` must be parameter keys, its values tensors of the parameters' shapes.
+
+    Args:
+        params: the parameters ``other`` refers to.
+        other: masks or importance scores.
+        what: its name in messages (``"masks"``, ``"importance_scores"``).
+        bool_only: require ``torch.bool`` values (masks).
+
+    Raises:
+        TypeError: not a mapping, a value that is not a tensor, or (``bool_only``) not bool.
+        KeyError: keys that are not in ``params``.
+        ValueError: values whose shapes differ from their parameters'.
+    """
+    if not isinstance(other, Mapping):
+        raise TypeError(f"{what} must be a mapping from parameter names to tensors; got {type(other).__name__}")
+    unknown = sorted(k for k in other if k not in params)
+    if unknown:
+        raise KeyError(f"{what} has keys that are not parameters: {unknown}; parameter keys are {sorted(params)}")
+    not_tensors = sorted(k for k, v in other.items() if not isinstance(v, Tensor))
+    if not_tensors:
+        raise TypeError(f"{what} values must be tensors; not tensors at keys {not_tensors}")
+    tensors: Mapping[str, Tensor] = other  # type: ignore[assignment]
+    mismatched = sorted(
+        f"{k!r}: {_shape(v)} vs parameter {_shape(params[k])}"
+        for k, v in tensors.items()
+        if v.shape != params[k].shape
+    )
+    if mismatched:
+        raise ValueError(f"{what} must match their parameters' shapes; mismatched: {'; '.join(mismatched)}")
+    if bool_only:
+        not_bool = sorted(f"{k!r} ({v.dtype})" for k, v in tensors.items() if v.dtype != torch.bool)
+        if not_bool:
+            raise TypeError(
+                f"{what} must be bool tensors (True keeps, False prunes); got {', '.join(not_bool)}; "
+                "convert with mask != 0"
+            )
+
+
+def check_masks(params: Params, masks: Mapping[str, object]) -> None:
+    """Masks: parameter keys only, bool, parameter shapes."""
+    check_tensor_dict(params, masks, "masks", bool_only=True)
+
+
+def check_floating(key: str, t: Tensor, role: str, method: str) -> None:
+    """Norm- and magnitude-based scores need floating tensors.
+
+    >>> import torch
+    >>> check_floating("w", torch.ones(2, dtype=torch.int64), "parameter", "l1_unstructured")
+    Traceback (most recent call last):
+    ...
+    TypeError: 'w': l1_unstructured needs a floating parameter, got torch.int64; pass floating importance_scores for it, or exclude it with funcprune.only(...)
+    """
+    if not t.is_floating_point():
+        raise TypeError(
+            f"{key!r}: {method} needs a floating {role}, got {t.dtype}; pass floating "
+            "importance_scores for it, or exclude it with funcprune.only(...)"
+        )

@@ -1,0 +1,95 @@
+"""Amounts: validation at the factory, conversion to a count of units at call time.
+
+An amount is a fraction of the **remaining** units (a float in [0, 1] or a 0-d floating tensor),
+rounded half-to-even like Python's ``round`` (torch's rule), or a non-negative ``int`` count.
+
+>>> import torch
+>>> int(units_to_prune(0.5, torch.tensor(5), key="w", unit="entries"))  # round(2.5) == 2
+2
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+from torch import Tensor
+
+from funcprune._tensors import concrete_int, is_concrete
+from funcprune.types import Amount
+
+_ALLOWED = "a float in [0, 1], a non-negative int, or a 0-d floating tensor in [0, 1]"
+
+
+def check_amount(amount: object) -> Amount:
+    """Validate ``amount`` when a method is built; return it in canonical form.
+
+    Raises:
+        TypeError: for a bool, a string, a non-0-d or non-floating tensor, or any other type.
+        ValueError: for a float outside [0, 1], NaN, inf, or a negative int.
+
+    >>> check_amount(3), check_amount(0.25)
+    (3, 0.25)
+    >>> check_amount(-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: amount=-1 is a negative count; expected a float in [0, 1], a non-negative int, or a 0-d floating tensor in [0, 1]
+    """
+    if isinstance(amount, bool):
+        raise TypeError(f"amount={amount!r} is a bool; expected {_ALLOWED}")
+    if isinstance(amount, Tensor):
+        if amount.dim() != 0 or not amount.is_floating_point():
+            raise TypeError(
+                f"amount is a tensor of shape {tuple(amount.shape)} and dtype {amount.dtype}; "
+                f"expected {_ALLOWED} (use an int for a count)"
+            )
+        if is_concrete(amount):
+            _check_fraction(float(amount))
+        return amount
+    if isinstance(amount, numbers.Integral):
+        if amount < 0:
+            raise ValueError(f"amount={amount} is a negative count; expected {_ALLOWED}")
+        return int(amount)
+    if isinstance(amount, numbers.Real):
+        _check_fraction(float(amount))
+        return float(amount)
+    raise TypeError(f"amount={amount!r} has type {type(amount).__name__}; expected {_ALLOWED}")
+
+
+def _check_fraction(value: float) -> None:
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"amount={value} is not a fraction in [0, 1]; expected {_ALLOWED}")
+
+
+def units_to_prune(amount: Amount, remaining: Tensor, *, key: str, unit: str) -> Tensor:
+    """How many of ``remaining`` units to prune, as a 0-d int64 tensor (vmap- and compile-safe).
+
+    Fractions round half-to-even in float64, exactly as Python's ``round(amount * remaining)``.
+    Tensor fractions are clamped to [0, 1] when they cannot be checked eagerly (under ``vmap``).
+
+    Args:
+        amount: a value accepted by :func:`check_amount`.
+        remaining: 0-d integer tensor, the number of units still unpruned.
+        key: the parameter name, for error messages (``"<global>"`` for global methods).
+        unit: what a unit is (``"entries"`` or ``"slices along dim 0"``), for error messages.
+
+    Raises:
+        ValueError: an int count larger than the remaining units.
+
+    >>> import torch
+    >>> int(units_to_prune(0.7, torch.tensor(10), key="w", unit="entries"))
+    7
+    """
+    remaining = remaining.to(torch.int64)
+    if isinstance(amount, int):
+        left = concrete_int(remaining)
+        if left is not None and amount > left:
+            raise ValueError(
+                f"{key!r}: amount={amount} asks to prune {amount} {unit} but only {left} remain "
+                f"unpruned; pass a count <= {left} or a fraction"
+            )
+        return torch.clamp(torch.full_like(remaining, amount), max=remaining)
+    fraction = amount.to(torch.float64) if isinstance(amount, Tensor) else amount
+    count = torch.round(remaining.to(torch.float64) * fraction).to(torch.int64)
+    return torch.clamp(count, min=0, max=remaining)

@@ -1,0 +1,129 @@
+"""Combinators: ``chain`` (torch's PruningContainer as a value) and ``only`` (restrict to keys).
+
+>>> import torch, funcprune as fp
+>>> m = fp.chain(fp.l1_unstructured(0.5), fp.l1_unstructured(1))({"w": torch.arange(1.0, 5.0)})
+>>> m["w"]
+tensor([False, False, False,  True])
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Union
+
+from torch import Tensor
+
+from funcprune._method import Method, all_kept, positional
+from funcprune.types import Masks, Params, PruningMethod, Scores
+
+KeyFilter = Union[str, Callable[[str], bool], None]
+"""A regular expression (matched with :func:`re.search`), a predicate on keys, or ``None``."""
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Chain(Method):
+    """Methods applied in order, each among the survivors of the previous; see :func:`chain`."""
+
+    methods: tuple[PruningMethod, ...] = positional()
+    factory: ClassVar[str] = "chain"
+
+    def _prune(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
+        current: Masks = {key: masks.get(key, all_kept(p)) for key, p in params.items()}
+        for method in self.methods:
+            current = method(params, current, importance_scores=scores)
+        return current
+
+    def __repr__(self) -> str:
+        return f"chain({', '.join(map(repr, self.methods))})"
+
+
+def chain(*methods: PruningMethod) -> Chain:
+    """Compose methods like torch's PruningContainer: ``chain(a, b)(p, m) == b(p, a(p, m))``.
+
+    Later methods prune only among what earlier ones left. ``chain()`` prunes nothing, nested
+    chains flatten (so ``chain`` is associative as a value too), and ``importance_scores`` reach
+    every method.
+
+    >>> import funcprune as fp
+    >>> fp.chain(fp.chain(fp.identity(), fp.l1_unstructured(2)), fp.l1_unstructured(0.5))
+    chain(identity(), l1_unstructured(2), l1_unstructured(0.5))
+    """
+    flat: list[PruningMethod] = []
+    for method in methods:
+        if not callable(method):
+            raise TypeError(
+                f"chain takes pruning methods (callables such as fp.l1_unstructured(0.5)); "
+                f"got {type(method).__name__}: {method!r}"
+            )
+        flat.extend(method.methods if isinstance(method, Chain) else (method,))
+    return Chain(tuple(flat))
+
+
+def _check_filter(name: str, value: object) -> KeyFilter:
+    if value is None or callable(value):
+        return value  # type: ignore[return-value]
+    if isinstance(value, str):
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"{name}={value!r} is not a valid regular expression: {error}") from None
+        return value
+    raise TypeError(
+        f"{name} must be a regular expression string, a predicate on keys, or None; "
+        f"got {type(value).__name__}"
+    )
+
+
+def _matches(key_filter: KeyFilter, key: str, default: bool) -> bool:
+    if key_filter is None:
+        return default
+    if isinstance(key_filter, str):
+        return re.search(key_filter, key) is not None
+    return bool(key_filter(key))
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Only(Method):
+    """A method restricted to some keys; see :func:`only`."""
+
+    method: PruningMethod = positional()
+    include: KeyFilter = None
+    exclude: KeyFilter = None
+    factory: ClassVar[str] = "only"
+
+    def selects(self, key: str) -> bool:
+        """Whether ``key`` is pruned by the wrapped method."""
+        return _matches(self.include, key, True) and not _matches(self.exclude, key, False)
+
+    def _prune(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
+        chosen = {key: p for key, p in params.items() if self.selects(key)}
+        inner = self.method(
+            chosen,
+            {key: m for key, m in masks.items() if key in chosen},
+            importance_scores={key: s for key, s in scores.items() if key in chosen},
+        )
+        return {
+            key: inner[key] if key in chosen else masks.get(key, all_kept(p))
+            for key, p in params.items()
+        }
+
+
+def only(method: PruningMethod, include: KeyFilter = None, exclude: KeyFilter = None) -> Only:
+    """Apply ``method`` to the keys matching ``include`` and not ``exclude``; others pass through.
+
+    Strings are regular expressions found anywhere in the key (:func:`re.search`); callables are
+    predicates. A global method wrapped in ``only`` ranks only the selected keys together.
+
+    >>> import torch, funcprune as fp
+    >>> params = {"0.weight": torch.tensor([1.0, 2.0]), "0.bias": torch.tensor([1.0, 2.0])}
+    >>> fp.only(fp.l1_unstructured(1), include=r"weight$")(params)
+    {'0.weight': tensor([False,  True]), '0.bias': tensor([True, True])}
+    """
+    if not callable(method):
+        raise TypeError(f"only: method must be a pruning method; got {type(method).__name__}")
+    return Only(method, _check_filter("include", include), _check_filter("exclude", exclude))
+
+
+__all__ = ["Chain", "KeyFilter", "Only", "chain", "only"]
