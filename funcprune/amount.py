@@ -89,7 +89,7 @@ def units_to_prune(amount: Amount, remaining: Tensor, *, key: str, unit: str) ->
                 f"{key!r}: amount={amount} asks to prune {amount} {unit} but only {left} remain "
                 f"unpruned; pass a count <= {left} or a fraction"
             )
-        return torch.clamp(torch.full_like(remaining, amount), max=remaining)
+        return torch.minimum(torch.full_like(remaining, amount), remaining)
     fraction = amount.to(torch.float64) if isinstance(amount, Tensor) else amount
     count = torch.round(remaining.to(torch.float64) * fraction).to(torch.int64)
-    return torch.clamp(count, min=0, max=remaining)
+    return torch.minimum(count.clamp(min=0), remaining)

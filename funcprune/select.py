@@ -70,8 +70,9 @@ def prune_smallest(keys: Sequence[Tensor], eligible: Sequence[Tensor | None], k:
     for shift in range(bits - _DIGIT_BITS, -1, -_DIGIT_BITS):
         hist = _digit_histogram(flat, allowed, prefix, shift, top=shift == bits - _DIGIT_BITS)
         counts = torch.cumsum(hist, 0)
-        digit = torch.clamp((counts < remaining).sum(), max=_DIGIT)
-        remaining = remaining - (counts[digit] - hist[digit])
+        before = counts < remaining  # bins wholly below the threshold's digit
+        digit = torch.clamp(before.sum(), max=_DIGIT)
+        remaining = remaining - torch.where(before, counts, 0).amax()
         signed_digit = digit - (1 << (_DIGIT_BITS - 1)) if shift == bits - _DIGIT_BITS else digit
         prefix = prefix * _BINS + signed_digit
     return _threshold_masks(flat, allowed, prefix, remaining, [key.shape for key in keys])
