@@ -61,6 +61,11 @@ def _prune_entries(
     return prune_smallest([keys], [survivors], count)[0]
 
 
+def _current(param: Tensor, survivors: Tensor | None) -> Tensor:
+    """The parameter as currently pruned (torch's default importance scores)."""
+    return param if survivors is None else param * survivors
+
+
 def _channel_dim(key: str, shape: torch.Size, dim: int, method: str) -> int:
     if len(shape) < 2:
         raise ValueError(
@@ -150,6 +155,17 @@ class RandomStructured(_PerKey):
         return _prune_slices(key, param, survivors, keys, self.amount, dim)
 
 
+def _check_matrix_norm(key: str, n: Norm, shape: torch.Size, dim: int) -> None:
+    """torch.norm takes 'nuc' over exactly two dims and 'fro' over at most two."""
+    others = len(shape) - 1
+    if (n == "nuc" and others != 2) or (n == "fro" and others > 2):
+        needs = "exactly two dims" if n == "nuc" else "at most two dims"
+        raise ValueError(
+            f"{key!r}: n={n!r} needs {needs} besides dim={dim}, but shape {tuple(shape)} has "
+            f"{others}; use a vector norm such as n=2 (the same as 'fro' over any dims)"
+        )
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class LnStructured(_PerKey):
     """Slices along ``dim`` with the smallest L``n`` norm; see :func:`ln_structured`."""
@@ -163,14 +179,10 @@ class LnStructured(_PerKey):
         self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
     ) -> Tensor:
         dim = _channel_dim(key, param.shape, self.dim, self.factory)
-        source = param if score is None else score
+        source = _current(param, survivors) if score is None else score
         check_floating(key, source, "parameter" if score is None else "importance score", self.factory)
         others = [d for d in range(param.dim()) if d != dim]
-        if self.n == "nuc" and len(others) != 2:
-            raise ValueError(
-                f"{key!r}: n='nuc' needs exactly two dims besides dim={dim}; shape "
-                f"{tuple(param.shape)} has {len(others)}. Use a vector norm (e.g. n=2) or 'fro'"
-            )
+        _check_matrix_norm(key, self.n, param.shape, dim)
         norms = torch.norm(source, p=self.n, dim=others)
         return _prune_slices(key, param, survivors, order_keys(norms), self.amount, dim)
 
@@ -304,8 +316,10 @@ def random_structured(amount: Amount, *, dim: int, seed: int = 0) -> RandomStruc
 def ln_structured(amount: Amount, *, n: Norm, dim: int) -> LnStructured:
     """Prune ``amount`` of the remaining slices along ``dim`` with the smallest L``n`` norm.
 
-    Norms are ``torch.norm(scores, p=n, dim=<all other dims>)`` over the full (unmasked) scores,
-    as torch computes them; ``n`` is any ``p`` that :func:`torch.norm` takes.
+    Norms are ``torch.norm(scores, p=n, dim=<all other dims>)``, where the scores are
+    ``importance_scores[key]`` when given, else the parameter as currently pruned (pruned entries
+    count as zero), as torch computes them. ``n`` is any ``p`` that :func:`torch.norm` takes;
+    ``'fro'`` over at most two dims and ``'nuc'`` over exactly two, as in torch.
 
     >>> import torch, funcprune as fp
     >>> w = torch.tensor([[1.0, 1.0], [0.1, 0.1], [2.0, 0.0]])
