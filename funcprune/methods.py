@@ -232,7 +232,7 @@ class GlobalUnstructured(Method):
 
     def _keys(self, params: Params, scores: Scores) -> list[Tensor]:
         if self.scores == "random":
-            return [random_keys(self.seed, k, p.numel(), p.device) for k, p in params.items()]
+            return [random_keys(self.seed, k, p.numel(), p.device).reshape(p.shape) for k, p in params.items()]
         sources = {key: scores.get(key, param) for key, param in params.items()}
         for key, source in sources.items():
             role = "importance score" if key in scores else "parameter"

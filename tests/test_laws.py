@@ -1,0 +1,133 @@
+"""Laws of methods and chain: neutral elements, associativity, shrinking, nesting, exact counts."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import count_of, tensors
+
+import funcprune as fp
+
+
+@st.composite
+def param_dicts(draw: st.DrawFn) -> dict[str, torch.Tensor]:
+    keys = draw(st.lists(st.sampled_from(["a", "b.weight", "c.bias"]), min_size=1, max_size=3, unique=True))
+    return {key: draw(tensors(min_dims=2, max_dims=3, min_side=1, max_side=4)) for key in keys}
+
+
+def methods() -> st.SearchStrategy[fp.PruningMethod]:
+    fraction = st.floats(0.0, 1.0)
+    return st.one_of(
+        st.builds(fp.l1_unstructured, fraction),
+        st.builds(lambda a, s: fp.random_unstructured(a, seed=s), fraction, st.integers(0, 9)),
+        st.builds(lambda a, d: fp.ln_structured(a, n=2, dim=d), fraction, st.integers(-2, 1)),
+        st.builds(lambda a, d: fp.random_structured(a, dim=d), fraction, st.integers(-2, 1)),
+        st.builds(fp.global_unstructured, fraction),
+        st.builds(lambda a: fp.global_unstructured(a, scores="random"), fraction),
+        st.just(fp.identity()),
+    )
+
+
+def _equal(x: fp.Masks, y: fp.Masks) -> bool:
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+@given(params=param_dicts(), method=methods())
+def test_identity_and_empty_chain_are_neutral(params: dict[str, torch.Tensor], method: fp.PruningMethod) -> None:
+    masks = method(params)
+    for neutral in (fp.identity(), fp.chain()):
+        assert _equal(fp.chain(neutral, method)(params), masks)
+        assert _equal(fp.chain(method, neutral)(params), masks)
+        assert _equal(neutral(params, masks), masks)
+
+
+@given(params=param_dicts(), a=methods(), b=methods(), c=methods())
+def test_chain_is_associative_and_sequential(
+    params: dict[str, torch.Tensor], a: fp.PruningMethod, b: fp.PruningMethod, c: fp.PruningMethod
+) -> None:
+    left = fp.chain(fp.chain(a, b), c)
+    right = fp.chain(a, fp.chain(b, c))
+    assert left == right
+    assert _equal(left(params), right(params))
+    assert _equal(fp.chain(a, b)(params), b(params, a(params)))
+
+
+@given(params=param_dicts(), a=methods(), b=methods())
+def test_results_only_shrink(params: dict[str, torch.Tensor], a: fp.PruningMethod, b: fp.PruningMethod) -> None:
+    first = a(params)
+    second = b(params, first)
+    assert second.keys() == params.keys()
+    for key in params:
+        assert second[key].dtype == torch.bool and second[key].shape == params[key].shape
+        assert not (second[key] & ~first[key]).any()
+
+
+@given(params=param_dicts(), x=st.floats(0, 1), y=st.floats(0, 1), seed=st.integers(0, 9))
+def test_masks_nest_across_amounts(params: dict[str, torch.Tensor], x: float, y: float, seed: int) -> None:
+    low, high = min(x, y), max(x, y)
+    for factory in (
+        fp.l1_unstructured,
+        lambda a: fp.random_unstructured(a, seed=seed),
+        lambda a: fp.ln_structured(a, n=1, dim=0),
+        lambda a: fp.random_structured(a, dim=-1, seed=seed),
+        fp.global_unstructured,
+        lambda a: fp.global_unstructured(a, scores="random", seed=seed),
+    ):
+        light, heavy = factory(low)(params), factory(high)(params)
+        for key in params:
+            assert not (heavy[key] & ~light[key]).any()
+
+
+@given(params=param_dicts(), method=methods(), seed=st.integers(0, 999))
+def test_custom_from_mask_is_idempotent(params: dict[str, torch.Tensor], method: fp.PruningMethod, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    given_masks = {k: torch.rand(p.shape, generator=generator) > 0.5 for k, p in params.items()}
+    custom = fp.custom_from_mask(given_masks)
+    once = custom(params, method(params))
+    assert _equal(custom(params, once), once)
+    for key in params:
+        assert not (once[key] & ~given_masks[key]).any()
+
+
+@given(w=tensors(min_side=0), a=st.floats(0, 1), b=st.one_of(st.floats(0, 1), st.integers(0, 3)))
+def test_chained_l1_counts_are_exact(w: torch.Tensor, a: float, b: float | int) -> None:
+    remaining = w.numel() - count_of(a, w.numel())
+    if isinstance(b, int) and b > remaining:
+        b = remaining
+    masks = fp.chain(fp.l1_unstructured(a), fp.l1_unstructured(b))({"w": w})
+    assert int(masks["w"].sum()) == remaining - count_of(b, remaining)
+
+
+@given(params=param_dicts(), method=methods())
+def test_only_leaves_other_keys_alone(params: dict[str, torch.Tensor], method: fp.PruningMethod) -> None:
+    restricted = fp.only(method, include=r"weight", exclude=lambda key: key.startswith("c"))
+    chosen = {k: p for k, p in params.items() if "weight" in k and not k.startswith("c")}
+    prior = fp.random_unstructured(0.3, seed=1)(params)
+    masks = restricted(params, prior)
+    inner = method(chosen, {k: prior[k] for k in chosen})
+    for key in params:
+        assert torch.equal(masks[key], inner[key] if key in chosen else prior[key])
+
+
+def test_methods_are_comparable_values_with_readable_repr() -> None:
+    assert fp.l1_unstructured(0.5) == fp.l1_unstructured(0.5) != fp.l1_unstructured(0.25)
+    assert hash(fp.ln_structured(0.5, n=2, dim=0)) == hash(fp.ln_structured(0.5, n=2, dim=0))
+    assert fp.random_unstructured(3, seed=1) != fp.random_unstructured(3, seed=2)
+    assert repr(fp.ln_structured(0.25, n=2, dim=0)) == "ln_structured(0.25, n=2, dim=0)"
+    assert repr(fp.global_unstructured(0.8)) == "global_unstructured(0.8, scores='l1', seed=0)"
+    assert repr(fp.chain(fp.identity(), fp.l1_unstructured(2))) == "chain(identity(), l1_unstructured(2))"
+    assert "include='weight'" in repr(fp.only(fp.identity(), include="weight"))
+    assert fp.l1_unstructured(torch.tensor(0.5)) == fp.l1_unstructured(torch.tensor(0.5))
+    assert repr(fp.l1_unstructured(torch.tensor(0.5))) == "l1_unstructured(tensor(0.5))"
+    assert fp.custom_from_mask({"w": torch.ones(2)}) == fp.custom_from_mask({"w": torch.ones(2, dtype=torch.bool)})
+    assert len({fp.identity(), fp.identity(), fp.chain()}) == 2
+
+
+def test_methods_are_frozen() -> None:
+    method = fp.l1_unstructured(0.5)
+    try:
+        method.amount = 0.1  # type: ignore[misc]
+    except AttributeError:
+        return
+    raise AssertionError("methods must be immutable")
