@@ -1,0 +1,154 @@
+"""Bad input gets a clear ValueError/TypeError/KeyError naming the key; nothing is ever mutated."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import funcprune as fp
+
+FACTORIES = [
+    fp.l1_unstructured,
+    fp.random_unstructured,
+    lambda a: fp.ln_structured(a, n=2, dim=0),
+    lambda a: fp.random_structured(a, dim=0),
+    fp.global_unstructured,
+]
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize(
+    ("amount", "error", "pattern"),
+    [
+        (1.5, ValueError, r"amount=1.5 is not a fraction in \[0, 1\]"),
+        (-0.1, ValueError, r"not a fraction"),
+        (math.nan, ValueError, r"amount=nan"),
+        (math.inf, ValueError, r"amount=inf"),
+        (-1, ValueError, r"amount=-1 is a negative count"),
+        (True, TypeError, r"amount=True is a bool"),
+        ("0.5", TypeError, r"amount='0.5' has type str"),
+        (None, TypeError, r"has type NoneType"),
+        (torch.tensor([0.5]), TypeError, r"tensor of shape \(1,\)"),
+        (torch.tensor(1), TypeError, r"dtype torch.int64"),
+        (torch.tensor(1.5), ValueError, r"not a fraction"),
+    ],
+)
+def test_bad_amounts(factory: object, amount: object, error: type[Exception], pattern: str) -> None:
+    with pytest.raises(error, match=pattern):
+        factory(amount)  # type: ignore[operator]
+
+
+def test_count_larger_than_remaining_names_the_key() -> None:
+    params = {"layer.weight": torch.randn(2, 3)}
+    with pytest.raises(ValueError, match=r"'layer.weight': amount=7 .* only 6 remain"):
+        fp.l1_unstructured(7)(params)
+    with pytest.raises(ValueError, match=r"only 2 remain"):
+        fp.l1_unstructured(3)(params, fp.l1_unstructured(4)(params))
+    with pytest.raises(ValueError, match=r"'layer.weight': amount=3 asks to prune 3 slices along dim 0 but only 2 remain"):
+        fp.ln_structured(3, n=1, dim=0)(params)
+    with pytest.raises(ValueError, match=r"'<all parameters>': amount=9"):
+        fp.global_unstructured(9)(params)
+
+
+@pytest.mark.parametrize("factory", [lambda: fp.ln_structured(0.5, n=2, dim=0), lambda: fp.random_structured(0.5, dim=0)])
+def test_structured_needs_two_dims_and_a_valid_dim(factory: object) -> None:
+    with pytest.raises(ValueError, match=r"'bias': .* tensors with >= 2 dims; got shape \(3,\).*funcprune.only"):
+        factory()({"bias": torch.randn(3)})  # type: ignore[operator]
+    for dim in (2, -3):
+        method = fp.ln_structured(0.5, n=2, dim=dim)
+        with pytest.raises(ValueError, match=rf"'w': dim={dim} is out of range for shape \(2, 3\); allowed dims are -2 to 1"):
+            method({"w": torch.randn(2, 3)})
+
+
+def test_bad_norms_and_hyperparameters() -> None:
+    for n in ("l2", None, True, math.nan):
+        with pytest.raises(ValueError, match=r"is not a norm order"):
+            fp.ln_structured(0.5, n=n, dim=0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"'w': n='nuc' needs exactly two dims besides dim=0"):
+        fp.ln_structured(0.5, n="nuc", dim=0)({"w": torch.randn(2, 3)})
+    with pytest.raises(ValueError, match=r"n='fro' needs at most two dims"):
+        fp.ln_structured(0.5, n="fro", dim=0)({"w": torch.randn(2, 3, 2, 2)})
+    with pytest.raises(TypeError, match=r"dim=0.5 must be an int"):
+        fp.ln_structured(0.5, n=2, dim=0.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"seed='x' must be an int"):
+        fp.random_unstructured(0.5, seed="x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"scores='l2' is not supported; allowed: 'l1' or 'random'"):
+        fp.global_unstructured(0.5, scores="l2")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"chain takes pruning methods"):
+        fp.chain(0.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"include='\(' is not a valid regular expression"):
+        fp.only(fp.identity(), include="(")
+    with pytest.raises(TypeError, match=r"exclude must be a regular expression"):
+        fp.only(fp.identity(), exclude=3)  # type: ignore[arg-type]
+
+
+def test_dict_errors_list_every_offending_key() -> None:
+    params = {"a": torch.randn(2, 2), "b": torch.randn(3)}
+    method = fp.l1_unstructured(0.5)
+    with pytest.raises(KeyError, match=re.escape("masks has keys that are not parameters: ['x', 'y']")):
+        method(params, {"x": torch.ones(1, dtype=torch.bool), "y": torch.ones(1, dtype=torch.bool)})
+    with pytest.raises(ValueError, match=r"'a': \(4,\) vs parameter \(2, 2\); 'b': \(2,\) vs parameter \(3,\)"):
+        method(params, importance_scores={"a": torch.randn(4), "b": torch.randn(2)})
+    with pytest.raises(KeyError, match=r"importance_scores has keys that are not parameters: \['c'\]"):
+        method(params, importance_scores={"c": torch.randn(1)})
+    with pytest.raises(TypeError, match=r"masks must be bool tensors .* 'a' \(torch.float32\).*mask != 0"):
+        method(params, {"a": torch.ones(2, 2)})
+    with pytest.raises(TypeError, match=r"params must be a mapping"):
+        method([torch.ones(2)])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"'b' \(list\)"):
+        method({"a": torch.ones(2), "b": [1.0]})  # type: ignore[dict-item]
+    with pytest.raises(KeyError, match=r"custom_from_mask's masks has keys that are not parameters: \['z'\]"):
+        fp.custom_from_mask({"z": torch.ones(2)})(params)
+    with pytest.raises(KeyError, match=r"masks has keys that are not parameters: \['q'\]"):
+        fp.apply_masks(params, {"q": torch.ones(1, dtype=torch.bool)})
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [fp.l1_unstructured, lambda a: fp.ln_structured(a, n=2, dim=0), fp.global_unstructured],
+)
+def test_integer_parameters_are_rejected_by_norm_based_methods(factory: object) -> None:
+    params = {"w": torch.ones(2, 3, dtype=torch.int64)}
+    with pytest.raises(TypeError, match=r"'w': .* needs a floating parameter, got torch.int64"):
+        factory(0.5)(params)  # type: ignore[operator]
+    scored = factory(0.5)(params, importance_scores={"w": torch.rand(2, 3)})  # type: ignore[operator]
+    assert scored["w"].sum() == 3
+    assert fp.random_unstructured(0.5)(params)["w"].sum() == 3
+
+
+_ALL = [
+    fp.identity(),
+    fp.l1_unstructured(0.5),
+    fp.random_unstructured(2, seed=3),
+    fp.only(fp.ln_structured(0.5, n=1, dim=0), include="w"),
+    fp.only(fp.random_structured(1, dim=1), include="w"),
+    fp.global_unstructured(0.6),
+    fp.global_unstructured(0.6, scores="random"),
+    fp.custom_from_mask({"w": torch.tensor([[1, 0, 1], [0, 1, 1]])}),
+    fp.chain(fp.l1_unstructured(0.3), fp.global_unstructured(1)),
+]
+
+
+@pytest.mark.parametrize("method", _ALL, ids=repr)
+@given(seed=st.integers(0, 10_000))
+def test_no_input_is_mutated(method: fp.PruningMethod, seed: int) -> None:
+    torch.manual_seed(seed)
+    params = {"w": torch.randn(2, 3), "b": torch.randn(3)}
+    masks = {"w": torch.rand(2, 3) > 0.2}
+    scores = {"b": torch.randn(3)}
+    snapshot = [t.clone() for t in (*params.values(), *masks.values(), *scores.values())]
+    versions = [t._version for t in (*params.values(), *masks.values(), *scores.values())]
+    dicts = (dict(params), dict(masks), dict(scores))
+    result = method(params, masks, importance_scores=scores)
+    fp.masked_call(torch.nn.Identity(), params, result, torch.ones(1))
+    fp.apply_masks(params, result)
+    after = [*params.values(), *masks.values(), *scores.values()]
+    assert all(torch.equal(a, b) for a, b in zip(snapshot, after))
+    assert [t._version for t in after] == versions
+    assert (params, masks, scores) == dicts
+    assert all(r is not p for r in result.values() for p in params.values())
