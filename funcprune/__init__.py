@@ -20,6 +20,7 @@ from funcprune.methods import (
     random_structured,
     random_unstructured,
 )
+from funcprune.nm import nm_semistructured
 from funcprune.types import Amount, Masks, Params, PruningMethod, Scores
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ __all__ = [
     "l1_unstructured",
     "ln_structured",
     "masked_call",
+    "nm_semistructured",
     "only",
     "random_structured",
     "random_unstructured",
