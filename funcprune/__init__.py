@@ -21,6 +21,7 @@ from funcprune.methods import (
     random_unstructured,
 )
 from funcprune.nm import nm_semistructured
+from funcprune.scores import activation_norms, magnitude, movement, ranks, taylor, wanda
 from funcprune.types import Amount, Masks, Params, PruningMethod, Scores
 
 __version__ = "0.1.0"
@@ -33,6 +34,7 @@ __all__ = [
     "Scores",
     "Sparsity",
     "__version__",
+    "activation_norms",
     "apply_masks",
     "chain",
     "custom_from_mask",
@@ -40,10 +42,15 @@ __all__ = [
     "identity",
     "l1_unstructured",
     "ln_structured",
+    "magnitude",
     "masked_call",
+    "movement",
     "nm_semistructured",
     "only",
     "random_structured",
     "random_unstructured",
+    "ranks",
     "sparsity",
+    "taylor",
+    "wanda",
 ]
