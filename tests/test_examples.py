@@ -1,0 +1,89 @@
+"""Smoke tests of every example with tiny settings, so the examples never rot.
+
+Each example is imported from ``examples/`` and its ``main(argv)`` run with a few training steps in
+a temporary output folder; the checks are on what it returns, prints and writes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def load_example(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Import ``examples/<name>.py`` as a module (its sibling helpers importable)."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def assert_png(path: Path) -> None:
+    assert path.is_file(), f"{path} was not written"
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC), f"{path} is not a PNG"
+    assert len(data) > 10_000, f"{path} is suspiciously small ({len(data)} bytes)"
+
+
+def threads() -> str:
+    return str(torch.get_num_threads())
+
+
+def test_every_example_has_a_smoke_test() -> None:
+    scripts = {p.stem for p in EXAMPLES.glob("*.py") if not p.stem.startswith("_")}
+    untested = sorted(s for s in scripts if f"test_{s}" not in globals())
+    assert "digits_sweep" in scripts and not untested, f"examples without a smoke test: {untested}"
+
+
+def test_digits_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo = load_example("digits_sweep", monkeypatch)
+    argv = ["--epochs", "1", "--amounts", "4", "--max-amount", "0.9", "--seed", "3"]
+    results = demo.main([*argv, "--out", str(tmp_path / "out"), "--threads", threads()])
+
+    assert set(results) == {
+        "l1_unstructured",
+        "global_unstructured",
+        "ln_structured",
+        "random_unstructured",
+    }
+    for name, result in results.items():
+        assert len(result.sparsity) == len(result.accuracy) == len(result.per_key) == 4, name
+        assert result.sparsity[0] == 0.0, name
+        assert result.sparsity == sorted(result.sparsity), name
+        assert all(0.0 <= acc <= 1.0 for acc in result.accuracy), name
+        assert set(result.per_key[0]) == {"0.weight", "2.weight", "6.weight", "8.weight"}, name
+    # Unpruned, every method evaluates the same (dense) model; unstructured amounts are exact.
+    assert len({result.accuracy[0] for result in results.values()}) == 1
+    for name in ("l1_unstructured", "global_unstructured", "random_unstructured"):
+        assert math.isclose(results[name].sparsity[-1], 0.9, abs_tol=1e-4), name
+    sizes = {"0.weight": 144, "2.weight": 4608, "6.weight": 32768, "8.weight": 640}
+    for name in ("l1_unstructured", "random_unstructured"):
+        expected = {key: round(0.9 * n) / n for key, n in sizes.items()}
+        assert results[name].per_key[-1] == pytest.approx(expected), name
+
+    printed = capsys.readouterr().out
+    assert (
+        "global_unstructured" in printed and "0.900" in printed and "dense test accuracy" in printed
+    )
+    assert_png(tmp_path / "out" / "accuracy_vs_sparsity.png")
+    assert_png(tmp_path / "out" / "layer_sparsity.png")
+
+
+def test_digits_sweep_rejects_bad_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    demo = load_example("digits_sweep", monkeypatch)
+    with pytest.raises(SystemExit):
+        demo.main(["--amounts", "1"])
