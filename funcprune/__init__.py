@@ -10,6 +10,7 @@ tensor([False,  True, False, False])
 """
 
 from funcprune.combinators import chain, only
+from funcprune.distributions import erk, erk_densities, uniform
 from funcprune.masking import Sparsity, apply_masks, masked_call, sparsity
 from funcprune.methods import (
     custom_from_mask,
@@ -21,6 +22,7 @@ from funcprune.methods import (
     random_unstructured,
 )
 from funcprune.nm import nm_semistructured
+from funcprune.per_key import per_key
 from funcprune.scores import activation_norms, magnitude, movement, ranks, taylor, wanda
 from funcprune.types import Amount, Masks, Params, PruningMethod, Scores
 
@@ -38,6 +40,8 @@ __all__ = [
     "apply_masks",
     "chain",
     "custom_from_mask",
+    "erk",
+    "erk_densities",
     "global_unstructured",
     "identity",
     "l1_unstructured",
@@ -47,10 +51,12 @@ __all__ = [
     "movement",
     "nm_semistructured",
     "only",
+    "per_key",
     "random_structured",
     "random_unstructured",
     "ranks",
     "sparsity",
     "taylor",
+    "uniform",
     "wanda",
 ]

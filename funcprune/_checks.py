@@ -61,10 +61,14 @@ def check_tensor_dict(
         ValueError: values whose shapes differ from their parameters'.
     """
     if not isinstance(other, Mapping):
-        raise TypeError(f"{what} must be a mapping from parameter names to tensors; got {type(other).__name__}")
+        raise TypeError(
+            f"{what} must be a mapping from parameter names to tensors; got {type(other).__name__}"
+        )
     unknown = sorted(k for k in other if k not in params)
     if unknown:
-        raise KeyError(f"{what} has keys that are not parameters: {unknown}; parameter keys are {sorted(params)}")
+        raise KeyError(
+            f"{what} has keys that are not parameters: {unknown}; parameter keys are {sorted(params)}"
+        )
     not_tensors = sorted(k for k, v in other.items() if not isinstance(v, Tensor))
     if not_tensors:
         raise TypeError(f"{what} values must be tensors; not tensors at keys {not_tensors}")
@@ -75,7 +79,9 @@ def check_tensor_dict(
         if v.shape != params[k].shape
     )
     if mismatched:
-        raise ValueError(f"{what} must match their parameters' shapes; mismatched: {'; '.join(mismatched)}")
+        raise ValueError(
+            f"{what} must match their parameters' shapes; mismatched: {'; '.join(mismatched)}"
+        )
     if bool_only:
         not_bool = sorted(f"{k!r} ({v.dtype})" for k, v in tensors.items() if v.dtype != torch.bool)
         if not_bool:

@@ -17,14 +17,20 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from funcprune._tensors import is_concrete
 from funcprune._checks import check_masks, check_params, check_tensor_dict
+from funcprune._tensors import is_concrete
 from funcprune.types import Masks, Params, Scores
 
 
 def _comparable(value: object) -> object:
     if isinstance(value, Tensor):
-        return ("tensor", tuple(value.shape), value.dtype, value.device, value.detach().cpu().tolist())
+        return (
+            "tensor",
+            tuple(value.shape),
+            value.dtype,
+            value.device,
+            value.detach().cpu().tolist(),
+        )
     if isinstance(value, tuple):
         return tuple(_comparable(v) for v in value)
     return value
@@ -89,7 +95,11 @@ class Method:
             if field.metadata.get("hidden"):
                 continue
             shown = _show(value)
-            parts.append(shown if index == 0 and field.metadata.get("positional") else f"{field.name}={shown}")
+            parts.append(
+                shown
+                if index == 0 and field.metadata.get("positional")
+                else f"{field.name}={shown}"
+            )
         return f"{self.factory}({', '.join(parts)})"
 
 

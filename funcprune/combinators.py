@@ -11,14 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from torch import Tensor
 
 from funcprune._method import Method, all_kept, positional
 from funcprune.types import Masks, Params, PruningMethod, Scores
 
-KeyFilter = Union[str, Callable[[str], bool], None]
+KeyFilter = str | Callable[[str], bool] | None
 """A regular expression (matched with :func:`re.search`), a predicate on keys, or ``None``."""
 
 
@@ -63,12 +63,14 @@ def chain(*methods: PruningMethod) -> Chain:
 
 def _check_filter(name: str, value: object) -> KeyFilter:
     if value is None or callable(value):
-        return value  # type: ignore[return-value]
+        return value
     if isinstance(value, str):
         try:
             re.compile(value)
         except re.error as error:
-            raise ValueError(f"{name}={value!r} is not a valid regular expression: {error}") from None
+            raise ValueError(
+                f"{name}={value!r} is not a valid regular expression: {error}"
+            ) from None
         return value
     raise TypeError(
         f"{name} must be a regular expression string, a predicate on keys, or None; "

@@ -17,7 +17,7 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Union
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -29,7 +29,7 @@ from funcprune.amount import check_amount, units_to_prune
 from funcprune.select import order_keys, prune_smallest
 from funcprune.types import Amount, Masks, Params, Scores
 
-Norm = Union[int, float, Literal["fro", "nuc"]]
+Norm = int | float | Literal["fro", "nuc"]
 """A norm order accepted by :func:`torch.norm`'s ``p``: a number, ``±inf``, ``'fro'`` or ``'nuc'``."""
 
 
@@ -81,7 +81,12 @@ def _channel_dim(key: str, shape: torch.Size, dim: int, method: str) -> int:
 
 
 def _prune_slices(
-    key: str, param: Tensor, survivors: Tensor | None, channel_keys: Tensor, amount: Amount, dim: int
+    key: str,
+    param: Tensor,
+    survivors: Tensor | None,
+    channel_keys: Tensor,
+    amount: Amount,
+    dim: int,
 ) -> Tensor:
     others = tuple(d for d in range(param.dim()) if d != dim)
     alive = None if survivors is None else survivors.any(dim=others)
@@ -134,7 +139,9 @@ class L1Unstructured(_PerKey):
         self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
     ) -> Tensor:
         source = param if score is None else score
-        check_floating(key, source, "parameter" if score is None else "importance score", self.factory)
+        check_floating(
+            key, source, "parameter" if score is None else "importance score", self.factory
+        )
         return _prune_entries(key, param, survivors, order_keys(source.abs()), self.amount)
 
 
@@ -180,7 +187,9 @@ class LnStructured(_PerKey):
     ) -> Tensor:
         dim = _channel_dim(key, param.shape, self.dim, self.factory)
         source = _current(param, survivors) if score is None else score
-        check_floating(key, source, "parameter" if score is None else "importance score", self.factory)
+        check_floating(
+            key, source, "parameter" if score is None else "importance score", self.factory
+        )
         others = [d for d in range(param.dim()) if d != dim]
         _check_matrix_norm(key, self.n, param.shape, dim)
         norms = torch.norm(source, p=self.n, dim=others)
@@ -223,16 +232,19 @@ class GlobalUnstructured(Method):
     def _prune(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
         survivors = [masks.get(key) for key in params]
         remaining = sum(
-            (_unit_count(p, s) for p, s in zip(params.values(), survivors)),
+            (_unit_count(p, s) for p, s in zip(params.values(), survivors, strict=True)),
             start=torch.tensor(0),
         )
         count = units_to_prune(self.amount, remaining, key="<all parameters>", unit="entries")
         keys = self._keys(params, scores)
-        return dict(zip(params, prune_smallest(keys, survivors, count)))
+        return dict(zip(params, prune_smallest(keys, survivors, count), strict=True))
 
     def _keys(self, params: Params, scores: Scores) -> list[Tensor]:
         if self.scores == "random":
-            return [random_keys(self.seed, k, p.numel(), p.device).reshape(p.shape) for k, p in params.items()]
+            return [
+                random_keys(self.seed, k, p.numel(), p.device).reshape(p.shape)
+                for k, p in params.items()
+            ]
         sources = {key: scores.get(key, param) for key, param in params.items()}
         for key, source in sources.items():
             role = "importance score" if key in scores else "parameter"
@@ -255,8 +267,8 @@ def _check_dim(dim: object) -> int:
 
 
 def _check_norm(n: object) -> Norm:
-    if n in ("fro", "nuc"):
-        return n  # type: ignore[return-value]
+    if n == "fro" or n == "nuc":
+        return n
     if isinstance(n, bool) or not isinstance(n, numbers.Real) or math.isnan(float(n)):
         raise ValueError(
             f"n={n!r} is not a norm order; allowed: an int or float (inf and -inf included), "
@@ -341,11 +353,17 @@ def custom_from_mask(masks: Mapping[str, Tensor]) -> CustomFromMask:
     tensor([ True, False,  True])
     """
     if not isinstance(masks, Mapping):
-        raise TypeError(f"masks must be a mapping from parameter names to tensors; got {type(masks).__name__}")
+        raise TypeError(
+            f"masks must be a mapping from parameter names to tensors; got {type(masks).__name__}"
+        )
     not_tensors = sorted(k for k, v in masks.items() if not isinstance(v, Tensor))
     if not_tensors:
-        raise TypeError(f"custom_from_mask: masks values must be tensors; not tensors at {not_tensors}")
-    items = tuple((key, mask if mask.dtype == torch.bool else mask != 0) for key, mask in masks.items())
+        raise TypeError(
+            f"custom_from_mask: masks values must be tensors; not tensors at {not_tensors}"
+        )
+    items = tuple(
+        (key, mask if mask.dtype == torch.bool else mask != 0) for key, mask in masks.items()
+    )
     return CustomFromMask(items)
 
 

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol, Union
+from typing import Protocol
 
 from torch import Tensor
 
@@ -22,7 +22,7 @@ Masks = dict[str, Tensor]
 Scores = Mapping[str, Tensor]
 """Importance scores by parameter name, each of its parameter's shape."""
 
-Amount = Union[float, int, Tensor]
+Amount = float | int | Tensor
 """A fraction in [0, 1] (float or 0-d floating tensor) or a non-negative count (int)."""
 
 

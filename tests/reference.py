@@ -13,15 +13,23 @@ from torch import Tensor, nn
 from torch.nn.utils import prune as torch_prune
 
 
-def reference_keep(scores: Sequence[Tensor], eligible: Sequence[Tensor | None], k: int) -> list[Tensor]:
+def reference_keep(
+    scores: Sequence[Tensor], eligible: Sequence[Tensor | None], k: int
+) -> list[Tensor]:
     """Prune the ``k`` smallest eligible scores across all tensors, ties by lowest flat index."""
-    flat = torch.cat([s.reshape(-1).to(torch.float64) for s in scores]) if scores else torch.zeros(0)
-    ok = torch.cat(
-        [
-            torch.ones(s.numel(), dtype=torch.bool) if e is None else e.reshape(-1)
-            for s, e in zip(scores, eligible)
-        ]
-    ) if scores else torch.zeros(0, dtype=torch.bool)
+    flat = (
+        torch.cat([s.reshape(-1).to(torch.float64) for s in scores]) if scores else torch.zeros(0)
+    )
+    ok = (
+        torch.cat(
+            [
+                torch.ones(s.numel(), dtype=torch.bool) if e is None else e.reshape(-1)
+                for s, e in zip(scores, eligible, strict=True)
+            ]
+        )
+        if scores
+        else torch.zeros(0, dtype=torch.bool)
+    )
     positions = torch.nonzero(ok).reshape(-1)
     order = torch.argsort(flat[positions] + 0.0, stable=True)
     keep = ok.clone()

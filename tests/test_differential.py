@@ -118,7 +118,9 @@ def test_global_unstructured(
 ) -> None:
     params, prior = state
     use_scores = data.draw(st.booleans())
-    scores = {k: torch.randn(p.shape, dtype=p.dtype) for k, p in params.items()} if use_scores else {}
+    scores = (
+        {k: torch.randn(p.shape, dtype=p.dtype) for k, p in params.items()} if use_scores else {}
+    )
     remaining = sum(int(prior[k].sum()) if k in prior else p.numel() for k, p in params.items())
     amount = data.draw(amounts(remaining))
     ours = fp.global_unstructured(amount)(params, prior, importance_scores=scores)
@@ -137,12 +139,17 @@ def test_global_unstructured(
     eligible = [prior.get(k) for k in params]
     k = count_of(amount, remaining)
     expected = reference_keep(sources, eligible, k)
-    flat_scores = torch.cat([s.reshape(-1).double() for s in sources]) if sources else torch.zeros(0)
+    flat_scores = (
+        torch.cat([s.reshape(-1).double() for s in sources]) if sources else torch.zeros(0)
+    )
     flat_ok = torch.cat(
-        [torch.ones(s.numel(), dtype=torch.bool) if e is None else e.reshape(-1) for s, e in zip(sources, eligible)]
+        [
+            torch.ones(s.numel(), dtype=torch.bool) if e is None else e.reshape(-1)
+            for s, e in zip(sources, eligible, strict=True)
+        ]
     )
     untied = threshold_untied(flat_scores, flat_ok, k)
-    for key, want in zip(params, expected):
+    for key, want in zip(params, expected, strict=True):
         assert torch.equal(ours[key], want)
         if untied:
             assert torch.equal(ours[key], theirs[key])
@@ -151,13 +158,22 @@ def test_global_unstructured(
 
 _STEPS = st.one_of(
     st.tuples(st.just("l1"), st.floats(0.0, 1.0)),
-    st.tuples(st.just("ln"), st.floats(0.0, 1.0), st.sampled_from([1, 2, math.inf, "fro"]), st.integers(-2, 1)),
+    st.tuples(
+        st.just("ln"),
+        st.floats(0.0, 1.0),
+        st.sampled_from([1, 2, math.inf, "fro"]),
+        st.integers(-2, 1),
+    ),
     st.tuples(st.just("custom"), st.integers(0, 999)),
 )
 
 
-@given(w=tensors(min_dims=2, max_dims=2, min_side=1, ties=False), steps=st.lists(_STEPS, max_size=4))
-def test_chain_matches_repeated_torch_pruning(w: torch.Tensor, steps: list[tuple[object, ...]]) -> None:
+@given(
+    w=tensors(min_dims=2, max_dims=2, min_side=1, ties=False), steps=st.lists(_STEPS, max_size=4)
+)
+def test_chain_matches_repeated_torch_pruning(
+    w: torch.Tensor, steps: list[tuple[object, ...]]
+) -> None:
     """torch's PruningContainer: each prune acts on the survivors of the previous ones."""
     module = torch_module({"w": w})
     methods: list[fp.PruningMethod] = []

@@ -26,13 +26,19 @@ METHODS = [
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@given(w=tensors(min_dims=2, max_dims=2, min_side=1, dtypes=(torch.float64,)), amount=st.floats(0, 1))
+@given(
+    w=tensors(min_dims=2, max_dims=2, min_side=1, dtypes=(torch.float64,)), amount=st.floats(0, 1)
+)
 def test_low_precision_masks_equal_those_of_the_exact_float64_values(
     dtype: torch.dtype, w: torch.Tensor, amount: float
 ) -> None:
     low = w.to(dtype)
     exact = low.to(torch.float64)  # the same values, exactly
-    for method in (fp.l1_unstructured(amount), fp.ln_structured(amount, n=1, dim=0), fp.global_unstructured(amount)):
+    for method in (
+        fp.l1_unstructured(amount),
+        fp.ln_structured(amount, n=1, dim=0),
+        fp.global_unstructured(amount),
+    ):
         got = method({"w": low})["w"]
         assert got.dtype == torch.bool
         if method.factory != "ln_structured":  # norms are rounded in the parameter's dtype
@@ -76,7 +82,9 @@ def test_random_keys_are_the_documented_counter_hash(seed: int, key: str, n: int
 
 def test_random_masks_do_not_depend_on_threads_or_the_global_rng() -> None:
     params = {"a": torch.randn(300, 200), "b": torch.randn(1000)}
-    method = fp.chain(fp.random_unstructured(0.3, seed=11), fp.global_unstructured(0.5, scores="random"))
+    method = fp.chain(
+        fp.random_unstructured(0.3, seed=11), fp.global_unstructured(0.5, scores="random")
+    )
     threads = torch.get_num_threads()
     try:
         first = method(params)

@@ -49,19 +49,29 @@ def test_count_larger_than_remaining_names_the_key() -> None:
         fp.l1_unstructured(7)(params)
     with pytest.raises(ValueError, match=r"only 2 remain"):
         fp.l1_unstructured(3)(params, fp.l1_unstructured(4)(params))
-    with pytest.raises(ValueError, match=r"'layer.weight': amount=3 asks to prune 3 slices along dim 0 but only 2 remain"):
+    with pytest.raises(
+        ValueError,
+        match=r"'layer.weight': amount=3 asks to prune 3 slices along dim 0 but only 2 remain",
+    ):
         fp.ln_structured(3, n=1, dim=0)(params)
     with pytest.raises(ValueError, match=r"'<all parameters>': amount=9"):
         fp.global_unstructured(9)(params)
 
 
-@pytest.mark.parametrize("factory", [lambda: fp.ln_structured(0.5, n=2, dim=0), lambda: fp.random_structured(0.5, dim=0)])
+@pytest.mark.parametrize(
+    "factory", [lambda: fp.ln_structured(0.5, n=2, dim=0), lambda: fp.random_structured(0.5, dim=0)]
+)
 def test_structured_needs_two_dims_and_a_valid_dim(factory: object) -> None:
-    with pytest.raises(ValueError, match=r"'bias': .* tensors with >= 2 dims; got shape \(3,\).*funcprune.only"):
+    with pytest.raises(
+        ValueError, match=r"'bias': .* tensors with >= 2 dims; got shape \(3,\).*funcprune.only"
+    ):
         factory()({"bias": torch.randn(3)})  # type: ignore[operator]
     for dim in (2, -3):
         method = fp.ln_structured(0.5, n=2, dim=dim)
-        with pytest.raises(ValueError, match=rf"'w': dim={dim} is out of range for shape \(2, 3\); allowed dims are -2 to 1"):
+        with pytest.raises(
+            ValueError,
+            match=rf"'w': dim={dim} is out of range for shape \(2, 3\); allowed dims are -2 to 1",
+        ):
             method({"w": torch.randn(2, 3)})
 
 
@@ -77,7 +87,9 @@ def test_bad_norms_and_hyperparameters() -> None:
         fp.ln_structured(0.5, n=2, dim=0.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"seed='x' must be an int"):
         fp.random_unstructured(0.5, seed="x")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"scores='l2' is not supported; allowed: 'l1' or 'random'"):
+    with pytest.raises(
+        ValueError, match=r"scores='l2' is not supported; allowed: 'l1' or 'random'"
+    ):
         fp.global_unstructured(0.5, scores="l2")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"chain takes pruning methods"):
         fp.chain(0.5)  # type: ignore[arg-type]
@@ -90,19 +102,29 @@ def test_bad_norms_and_hyperparameters() -> None:
 def test_dict_errors_list_every_offending_key() -> None:
     params = {"a": torch.randn(2, 2), "b": torch.randn(3)}
     method = fp.l1_unstructured(0.5)
-    with pytest.raises(KeyError, match=re.escape("masks has keys that are not parameters: ['x', 'y']")):
+    with pytest.raises(
+        KeyError, match=re.escape("masks has keys that are not parameters: ['x', 'y']")
+    ):
         method(params, {"x": torch.ones(1, dtype=torch.bool), "y": torch.ones(1, dtype=torch.bool)})
-    with pytest.raises(ValueError, match=r"'a': \(4,\) vs parameter \(2, 2\); 'b': \(2,\) vs parameter \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"'a': \(4,\) vs parameter \(2, 2\); 'b': \(2,\) vs parameter \(3,\)"
+    ):
         method(params, importance_scores={"a": torch.randn(4), "b": torch.randn(2)})
-    with pytest.raises(KeyError, match=r"importance_scores has keys that are not parameters: \['c'\]"):
+    with pytest.raises(
+        KeyError, match=r"importance_scores has keys that are not parameters: \['c'\]"
+    ):
         method(params, importance_scores={"c": torch.randn(1)})
-    with pytest.raises(TypeError, match=r"masks must be bool tensors .* 'a' \(torch.float32\).*mask != 0"):
+    with pytest.raises(
+        TypeError, match=r"masks must be bool tensors .* 'a' \(torch.float32\).*mask != 0"
+    ):
         method(params, {"a": torch.ones(2, 2)})
     with pytest.raises(TypeError, match=r"params must be a mapping"):
         method([torch.ones(2)])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"'b' \(list\)"):
         method({"a": torch.ones(2), "b": [1.0]})  # type: ignore[dict-item]
-    with pytest.raises(KeyError, match=r"custom_from_mask's masks has keys that are not parameters: \['z'\]"):
+    with pytest.raises(
+        KeyError, match=r"custom_from_mask's masks has keys that are not parameters: \['z'\]"
+    ):
         fp.custom_from_mask({"z": torch.ones(2)})(params)
     with pytest.raises(KeyError, match=r"masks has keys that are not parameters: \['q'\]"):
         fp.apply_masks(params, {"q": torch.ones(1, dtype=torch.bool)})
@@ -148,7 +170,7 @@ def test_no_input_is_mutated(method: fp.PruningMethod, seed: int) -> None:
     fp.masked_call(torch.nn.Identity(), params, result, torch.ones(1))
     fp.apply_masks(params, result)
     after = [*params.values(), *masks.values(), *scores.values()]
-    assert all(torch.equal(a, b) for a, b in zip(snapshot, after))
+    assert all(torch.equal(a, b) for a, b in zip(snapshot, after, strict=True))
     assert [t._version for t in after] == versions
     assert (params, masks, scores) == dicts
     assert all(r is not p for r in result.values() for p in params.values())

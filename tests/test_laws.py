@@ -12,7 +12,9 @@ import funcprune as fp
 
 @st.composite
 def param_dicts(draw: st.DrawFn) -> dict[str, torch.Tensor]:
-    keys = draw(st.lists(st.sampled_from(["a", "b.weight", "c.bias"]), min_size=1, max_size=3, unique=True))
+    keys = draw(
+        st.lists(st.sampled_from(["a", "b.weight", "c.bias"]), min_size=1, max_size=3, unique=True)
+    )
     return {key: draw(tensors(min_dims=2, max_dims=3, min_side=1, max_side=4)) for key in keys}
 
 
@@ -34,7 +36,9 @@ def _equal(x: fp.Masks, y: fp.Masks) -> bool:
 
 
 @given(params=param_dicts(), method=methods())
-def test_identity_and_empty_chain_are_neutral(params: dict[str, torch.Tensor], method: fp.PruningMethod) -> None:
+def test_identity_and_empty_chain_are_neutral(
+    params: dict[str, torch.Tensor], method: fp.PruningMethod
+) -> None:
     masks = method(params)
     for neutral in (fp.identity(), fp.chain()):
         assert _equal(fp.chain(neutral, method)(params), masks)
@@ -54,7 +58,9 @@ def test_chain_is_associative_and_sequential(
 
 
 @given(params=param_dicts(), a=methods(), b=methods())
-def test_results_only_shrink(params: dict[str, torch.Tensor], a: fp.PruningMethod, b: fp.PruningMethod) -> None:
+def test_results_only_shrink(
+    params: dict[str, torch.Tensor], a: fp.PruningMethod, b: fp.PruningMethod
+) -> None:
     first = a(params)
     second = b(params, first)
     assert second.keys() == params.keys()
@@ -64,7 +70,9 @@ def test_results_only_shrink(params: dict[str, torch.Tensor], a: fp.PruningMetho
 
 
 @given(params=param_dicts(), x=st.floats(0, 1), y=st.floats(0, 1), seed=st.integers(0, 9))
-def test_masks_nest_across_amounts(params: dict[str, torch.Tensor], x: float, y: float, seed: int) -> None:
+def test_masks_nest_across_amounts(
+    params: dict[str, torch.Tensor], x: float, y: float, seed: int
+) -> None:
     low, high = min(x, y), max(x, y)
     for factory in (
         fp.l1_unstructured,
@@ -80,7 +88,9 @@ def test_masks_nest_across_amounts(params: dict[str, torch.Tensor], x: float, y:
 
 
 @given(params=param_dicts(), method=methods(), seed=st.integers(0, 999))
-def test_custom_from_mask_is_idempotent(params: dict[str, torch.Tensor], method: fp.PruningMethod, seed: int) -> None:
+def test_custom_from_mask_is_idempotent(
+    params: dict[str, torch.Tensor], method: fp.PruningMethod, seed: int
+) -> None:
     generator = torch.Generator().manual_seed(seed)
     given_masks = {k: torch.rand(p.shape, generator=generator) > 0.5 for k, p in params.items()}
     custom = fp.custom_from_mask(given_masks)
@@ -100,7 +110,9 @@ def test_chained_l1_counts_are_exact(w: torch.Tensor, a: float, b: float | int) 
 
 
 @given(params=param_dicts(), method=methods())
-def test_only_leaves_other_keys_alone(params: dict[str, torch.Tensor], method: fp.PruningMethod) -> None:
+def test_only_leaves_other_keys_alone(
+    params: dict[str, torch.Tensor], method: fp.PruningMethod
+) -> None:
     restricted = fp.only(method, include=r"weight", exclude=lambda key: key.startswith("c"))
     chosen = {k: p for k, p in params.items() if "weight" in k and not k.startswith("c")}
     prior = fp.random_unstructured(0.3, seed=1)(params)
@@ -116,11 +128,16 @@ def test_methods_are_comparable_values_with_readable_repr() -> None:
     assert fp.random_unstructured(3, seed=1) != fp.random_unstructured(3, seed=2)
     assert repr(fp.ln_structured(0.25, n=2, dim=0)) == "ln_structured(0.25, n=2, dim=0)"
     assert repr(fp.global_unstructured(0.8)) == "global_unstructured(0.8, scores='l1', seed=0)"
-    assert repr(fp.chain(fp.identity(), fp.l1_unstructured(2))) == "chain(identity(), l1_unstructured(2))"
+    assert (
+        repr(fp.chain(fp.identity(), fp.l1_unstructured(2)))
+        == "chain(identity(), l1_unstructured(2))"
+    )
     assert "include='weight'" in repr(fp.only(fp.identity(), include="weight"))
     assert fp.l1_unstructured(torch.tensor(0.5)) == fp.l1_unstructured(torch.tensor(0.5))
     assert repr(fp.l1_unstructured(torch.tensor(0.5))) == "l1_unstructured(tensor(0.5))"
-    assert fp.custom_from_mask({"w": torch.ones(2)}) == fp.custom_from_mask({"w": torch.ones(2, dtype=torch.bool)})
+    assert fp.custom_from_mask({"w": torch.ones(2)}) == fp.custom_from_mask(
+        {"w": torch.ones(2, dtype=torch.bool)}
+    )
     assert len({fp.identity(), fp.identity(), fp.chain()}) == 2
 
 

@@ -21,7 +21,10 @@ def test_masked_call_equals_torch_pruned_forward_bit_for_bit(seed: int, amount: 
     torch.manual_seed(seed)
     model = _model()
     params = {k: v.detach().clone() for k, v in model.named_parameters()}
-    masks = fp.chain(fp.global_unstructured(amount), fp.only(fp.ln_structured(0.25, n=1, dim=0), include="0.weight"))(params)
+    masks = fp.chain(
+        fp.global_unstructured(amount),
+        fp.only(fp.ln_structured(0.25, n=1, dim=0), include="0.weight"),
+    )(params)
     x = torch.randn(3, 2, 6, 6)
     ours = fp.masked_call(model, params, masks, x)
     for key, mask in masks.items():

@@ -21,10 +21,14 @@ FACTORIES: dict[str, Factory] = {
     "l1": fp.l1_unstructured,
     "random": lambda a: fp.random_unstructured(a, seed=7),
     "ln": lambda a: fp.only(fp.ln_structured(a, n=2, dim=0), include="weight"),
-    "random_structured": lambda a: fp.only(fp.random_structured(a, dim=1, seed=3), include="weight"),
+    "random_structured": lambda a: fp.only(
+        fp.random_structured(a, dim=1, seed=3), include="weight"
+    ),
     "global": fp.global_unstructured,
     "global_random": lambda a: fp.global_unstructured(a, scores="random", seed=5),
-    "chain": lambda a: fp.chain(fp.l1_unstructured(a), fp.only(fp.ln_structured(0.5, n=1, dim=0), include="weight")),
+    "chain": lambda a: fp.chain(
+        fp.l1_unstructured(a), fp.only(fp.ln_structured(0.5, n=1, dim=0), include="weight")
+    ),
     "chain_after": lambda a: fp.chain(fp.random_unstructured(0.3), fp.global_unstructured(a)),
 }
 
@@ -60,8 +64,10 @@ def test_vmap_over_amounts_equals_python_float_amounts() -> None:
 def test_vmap_over_stacked_models_equals_loop() -> None:
     torch.manual_seed(0)
     models = [nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)) for _ in range(4)]
-    params, buffers = stack_module_state(models)  # type: ignore[arg-type]
-    method = fp.chain(fp.only(fp.l1_unstructured(0.4), include="weight"), fp.global_unstructured(0.2))
+    params, _buffers = stack_module_state(models)  # type: ignore[arg-type]
+    method = fp.chain(
+        fp.only(fp.l1_unstructured(0.4), include="weight"), fp.global_unstructured(0.2)
+    )
     base = models[0]
     x = torch.randn(7, 6)
 
