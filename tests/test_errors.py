@@ -146,9 +146,9 @@ def test_integer_parameters_are_rejected_by_norm_based_methods(factory: object) 
 _ALL = [
     fp.identity(),
     fp.l1_unstructured(0.5),
-    fp.random_unstructured(2, seed=3),
+    fp.random_unstructured(0.5, seed=3),
     fp.only(fp.ln_structured(0.5, n=1, dim=0), include="w"),
-    fp.only(fp.random_structured(1, dim=1), include="w"),
+    fp.only(fp.random_structured(0.4, dim=1), include="w"),
     fp.global_unstructured(0.6),
     fp.global_unstructured(0.6, scores="random"),
     fp.custom_from_mask({"w": torch.tensor([[1, 0, 1], [0, 1, 1]])}),
