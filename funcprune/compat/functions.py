@@ -1,0 +1,169 @@
+"""The functional interface: ``prune.l1_unstructured(module, "weight", amount=0.3)`` and friends.
+
+Each function applies its method class (looked up on the class, so patching
+``funcprune.compat.L1Unstructured.compute_mask`` changes what it does) and returns the module.
+
+>>> import torch
+>>> from funcprune import compat as prune
+>>> lin = prune.random_structured(torch.nn.Linear(5, 3), "weight", amount=3, dim=1)
+>>> int(((lin.weight == 0).all(dim=0)).sum()), prune.is_pruned(lin)
+(3, True)
+>>> prune.is_pruned(prune.remove(lin, "weight"))
+False
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from funcprune.compat.base import BasePruningMethod
+from funcprune.compat.container import PruningContainer
+from funcprune.compat.methods import (
+    CustomFromMask,
+    Identity,
+    L1Unstructured,
+    LnStructured,
+    RandomStructured,
+    RandomUnstructured,
+)
+from funcprune.compat.reparam import pruning_hooks
+from funcprune.compat.validation import Norm, TorchAmount
+
+
+def identity(module: nn.Module, name: str) -> nn.Module:
+    """Reparametrize ``module.<name>`` with a mask of ones (prunes nothing)."""
+    Identity.apply(module, name)
+    return module
+
+
+def random_unstructured(module: nn.Module, name: str, amount: TorchAmount) -> nn.Module:
+    """Prune ``amount`` of the unpruned entries of ``module.<name>`` at random."""
+    RandomUnstructured.apply(module, name, amount)
+    return module
+
+
+def l1_unstructured(
+    module: nn.Module, name: str, amount: TorchAmount, importance_scores: Tensor | None = None
+) -> nn.Module:
+    """Prune ``amount`` of the unpruned entries of ``module.<name>`` with the smallest magnitude."""
+    L1Unstructured.apply(module, name, amount=amount, importance_scores=importance_scores)
+    return module
+
+
+def random_structured(module: nn.Module, name: str, amount: TorchAmount, dim: int) -> nn.Module:
+    """Prune ``amount`` of the unpruned slices of ``module.<name>`` along ``dim`` at random."""
+    RandomStructured.apply(module, name, amount, dim)
+    return module
+
+
+def ln_structured(
+    module: nn.Module,
+    name: str,
+    amount: TorchAmount,
+    n: Norm,
+    dim: int,
+    importance_scores: Tensor | None = None,
+) -> nn.Module:
+    """Prune ``amount`` of the unpruned slices along ``dim`` with the smallest L``n`` norm."""
+    LnStructured.apply(module, name, amount, n, dim, importance_scores=importance_scores)
+    return module
+
+
+def custom_from_mask(module: nn.Module, name: str, mask: Tensor) -> nn.Module:
+    """Prune ``module.<name>`` where ``mask`` is zero (on top of earlier pruning)."""
+    CustomFromMask.apply(module, name, mask)
+    return module
+
+
+def _flat(tensors: list[Tensor]) -> Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def global_unstructured(
+    parameters: Iterable[tuple[nn.Module, str]],
+    pruning_method: type[BasePruningMethod],
+    importance_scores: dict[tuple[nn.Module, str], Tensor] | None = None,
+    **kwargs: Any,
+) -> None:
+    """Prune the ``(module, name)`` tensors together, as one vector, with an unstructured method.
+
+    ``pruning_method`` is a class (``L1Unstructured``, ``RandomUnstructured`` or a user subclass
+    with ``PRUNING_TYPE = "unstructured"``) built with ``**kwargs``. Its mask over the concatenated
+    unpruned entries is then installed on each tensor with :class:`CustomFromMask`.
+
+    Raises:
+        TypeError: ``parameters`` not iterable, ``importance_scores`` not a dict, or a method
+            whose ``PRUNING_TYPE`` is not ``"unstructured"``.
+        RuntimeError: no parameters (torch cannot concatenate nothing).
+    """
+    if not isinstance(parameters, Iterable):
+        raise TypeError(
+            "global_unstructured(): parameters is not an Iterable of (module, name) pairs"
+        )
+    pairs = list(parameters)
+    scores = {} if importance_scores is None else importance_scores
+    if not isinstance(scores, dict):
+        raise TypeError("global_unstructured(): importance_scores must be of type dict")
+    flat_scores = _flat(
+        [scores.get((module, name), getattr(module, name)) for module, name in pairs]
+    )
+    flat_masks = _flat(
+        [
+            getattr(module, name + "_mask", torch.ones_like(getattr(module, name)))
+            for module, name in pairs
+        ]
+    )
+    container = PruningContainer()
+    container._tensor_name = "temp"
+    method = pruning_method(**kwargs)
+    method._tensor_name = "temp"
+    if method.PRUNING_TYPE != "unstructured":
+        raise TypeError(
+            'Only "unstructured" PRUNING_TYPE supported for the `pruning_method`. '
+            f"Found method {pruning_method} of type {method.PRUNING_TYPE}"
+        )
+    container.add_pruning_method(method)
+    final = container.compute_mask(flat_scores, flat_masks)
+    start = 0
+    for module, name in pairs:
+        param = getattr(module, name)
+        CustomFromMask.apply(module, name, final[start : start + param.numel()].view_as(param))
+        start += param.numel()
+
+
+def remove(module: nn.Module, name: str) -> nn.Module:
+    """Make the pruning of ``module.<name>`` permanent and drop its hook, mask and original.
+
+    Raises:
+        ValueError: ``module.<name>`` is not pruned.
+    """
+    for key, hook in pruning_hooks(module):
+        if hook._tensor_name == name:
+            hook.remove(module)
+            del module._forward_pre_hooks[key]
+            return module
+    raise ValueError(
+        f"Parameter '{name}' of module {module} has to be pruned before pruning can be removed"
+    )
+
+
+def is_pruned(module: nn.Module) -> bool:
+    """Whether ``module`` or any submodule has a funcprune.compat pruning hook."""
+    return any(True for sub in module.modules() for _ in pruning_hooks(sub))
+
+
+__all__ = [
+    "custom_from_mask",
+    "global_unstructured",
+    "identity",
+    "is_pruned",
+    "l1_unstructured",
+    "ln_structured",
+    "random_structured",
+    "random_unstructured",
+    "remove",
+]

@@ -1,0 +1,226 @@
+"""The pruning methods of ``torch.nn.utils.prune``, computing their masks on the core.
+
+Each class keeps torch's constructor, ``apply`` signature, ``PRUNING_TYPE`` and mask dtype (the
+mask is built from ``default_mask`` or, for structured methods, ``zeros_like(t)``). Selection goes
+through :func:`~funcprune.compat.selection.topk_mask` (the core's exact select, or ``torch.topk``
+where a boundary tie makes torch's choice kernel-defined), counts through
+:mod:`funcprune.amount`. Random methods draw ``torch.rand_like(t)`` / ``torch.rand(channels)``
+from the global generator in torch's order, so ``torch.manual_seed`` reproduces torch's masks.
+
+>>> import torch
+>>> L1Unstructured(amount=2).compute_mask(torch.tensor([3.0, -1.0, 0.5, 2.0]), torch.ones(4))
+tensor([1., 0., 0., 1.])
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from funcprune.compat.base import BasePruningMethod
+from funcprune.compat.selection import topk_mask
+from funcprune.compat.validation import (
+    Norm,
+    TorchAmount,
+    _compute_norm,
+    _validate_pruning_amount_init,
+    _validate_pruning_dim,
+    _validate_structured_pruning,
+    count_to_prune,
+)
+
+
+def _name(method: BasePruningMethod) -> str:
+    return getattr(method, "_tensor_name", None) or "<tensor>"
+
+
+def _prune_entries(default_mask: Tensor, pruned: Tensor) -> Tensor:
+    """``default_mask`` (copied) with the entries flagged in flat bool ``pruned`` set to 0."""
+    mask = default_mask.clone(memory_format=torch.contiguous_format)
+    mask.view(-1)[pruned] = 0
+    return mask
+
+
+def _channel_count(method: BasePruningMethod, t: Tensor, dim: int, amount: TorchAmount) -> int:
+    """Structured checks in torch's order, then the number of slices along ``dim`` to prune."""
+    _validate_structured_pruning(t)
+    _validate_pruning_dim(t, dim)
+    return count_to_prune(amount, t.shape[dim], key=_name(method), unit=f"slices along dim {dim}")
+
+
+def _keep_slices(t: Tensor, dim: int, keep: Tensor, default_mask: Tensor) -> Tensor:
+    """``zeros_like(t)`` with ones on the kept slices along ``dim``, times ``default_mask``."""
+    mask = torch.zeros_like(t)
+    index: list[Any] = [slice(None)] * t.dim()
+    index[dim] = keep
+    mask[tuple(index)] = 1
+    mask *= default_mask.to(dtype=mask.dtype)
+    return mask
+
+
+class Identity(BasePruningMethod):
+    """Prunes nothing; installs the reparametrization with a mask of ones."""
+
+    PRUNING_TYPE: ClassVar[str] = "unstructured"
+
+    def compute_mask(self, t: Tensor, default_mask: Tensor) -> Tensor:
+        """``default_mask`` itself."""
+        return default_mask
+
+    @classmethod
+    def apply(cls, module: nn.Module, name: str) -> BasePruningMethod:  # type: ignore[override]
+        """Reparametrize ``module.<name>`` without pruning anything."""
+        return super().apply(module, name)
+
+
+class RandomUnstructured(BasePruningMethod):
+    """Prunes ``amount`` of the (currently unpruned) entries at random."""
+
+    PRUNING_TYPE: ClassVar[str] = "unstructured"
+
+    def __init__(self, amount: TorchAmount) -> None:
+        _validate_pruning_amount_init(amount)
+        self.amount = amount
+
+    def compute_mask(self, t: Tensor, default_mask: Tensor) -> Tensor:
+        """Prune the entries that draw the largest ``torch.rand_like(t)`` values."""
+        count = count_to_prune(self.amount, t.nelement(), key=_name(self))
+        if count == 0:
+            return default_mask.clone(memory_format=torch.contiguous_format)
+        draws = torch.rand_like(t).reshape(-1)
+        return _prune_entries(default_mask, topk_mask(draws, count, largest=True))
+
+    @classmethod
+    def apply(cls, module: nn.Module, name: str, amount: TorchAmount) -> BasePruningMethod:  # type: ignore[override]
+        """Prune ``amount`` of ``module.<name>``'s entries at random."""
+        return super().apply(module, name, amount=amount)
+
+
+class L1Unstructured(BasePruningMethod):
+    """Prunes ``amount`` of the (currently unpruned) entries with the smallest magnitude."""
+
+    PRUNING_TYPE: ClassVar[str] = "unstructured"
+
+    def __init__(self, amount: TorchAmount) -> None:
+        _validate_pruning_amount_init(amount)
+        self.amount = amount
+
+    def compute_mask(self, t: Tensor, default_mask: Tensor) -> Tensor:
+        """Prune the ``count`` entries of smallest ``|t|`` (torch's choice among ties)."""
+        count = count_to_prune(self.amount, t.nelement(), key=_name(self))
+        if count == 0:
+            return default_mask.clone(memory_format=torch.contiguous_format)
+        return _prune_entries(default_mask, topk_mask(t.abs().reshape(-1), count, largest=False))
+
+    @classmethod
+    def apply(  # type: ignore[override]
+        cls,
+        module: nn.Module,
+        name: str,
+        amount: TorchAmount,
+        importance_scores: Tensor | None = None,
+    ) -> BasePruningMethod:
+        """Prune ``amount`` of ``module.<name>``'s entries with the smallest ``|scores|``."""
+        return super().apply(module, name, amount=amount, importance_scores=importance_scores)
+
+
+class RandomStructured(BasePruningMethod):
+    """Prunes ``amount`` of the (currently unpruned) slices along ``dim`` at random."""
+
+    PRUNING_TYPE: ClassVar[str] = "structured"
+
+    def __init__(self, amount: TorchAmount, dim: int = -1) -> None:
+        _validate_pruning_amount_init(amount)
+        self.amount = amount
+        self.dim = dim
+
+    def compute_mask(self, t: Tensor, default_mask: Tensor) -> Tensor:
+        """Prune the slices whose ``torch.rand(channels)`` draw is at most the ``count``-th smallest.
+
+        As in torch, slices tied with the threshold draw are all pruned.
+        """
+        count = _channel_count(self, t, self.dim, self.amount)
+        if count == 0:
+            return default_mask
+        draws = torch.rand(t.shape[self.dim])
+        threshold = draws[topk_mask(draws, count, largest=False)].max()
+        return _keep_slices(t, self.dim, draws > threshold, default_mask)
+
+    @classmethod
+    def apply(  # type: ignore[override]
+        cls, module: nn.Module, name: str, amount: TorchAmount, dim: int = -1
+    ) -> BasePruningMethod:
+        """Prune ``amount`` of ``module.<name>``'s slices along ``dim`` at random."""
+        return super().apply(module, name, amount=amount, dim=dim)
+
+
+class LnStructured(BasePruningMethod):
+    """Prunes ``amount`` of the (currently unpruned) slices along ``dim`` with smallest L``n`` norm."""
+
+    PRUNING_TYPE: ClassVar[str] = "structured"
+
+    def __init__(self, amount: TorchAmount, n: Norm, dim: int = -1) -> None:
+        _validate_pruning_amount_init(amount)
+        self.amount = amount
+        self.n = n
+        self.dim = dim
+
+    def compute_mask(self, t: Tensor, default_mask: Tensor) -> Tensor:
+        """Keep the slices with the largest ``torch.norm(t, p=n)`` (torch's choice among ties)."""
+        count = _channel_count(self, t, self.dim, self.amount)
+        norms = _compute_norm(t, self.n, self.dim)
+        keep = topk_mask(norms, t.shape[self.dim] - count, largest=True)
+        return default_mask if count == 0 else _keep_slices(t, self.dim, keep, default_mask)
+
+    @classmethod
+    def apply(  # type: ignore[override]
+        cls,
+        module: nn.Module,
+        name: str,
+        amount: TorchAmount,
+        n: Norm,
+        dim: int,
+        importance_scores: Tensor | None = None,
+    ) -> BasePruningMethod:
+        """Prune ``amount`` of ``module.<name>``'s slices along ``dim`` with the smallest norm."""
+        return super().apply(
+            module, name, amount=amount, n=n, dim=dim, importance_scores=importance_scores
+        )
+
+
+class CustomFromMask(BasePruningMethod):
+    """Prunes where a given mask is zero: the mask is multiplied into ``default_mask``.
+
+    The product (not a bool ``and``) is torch's rule, so non-binary masks scale as in torch; for
+    0/1 masks it is the core's :func:`funcprune.custom_from_mask` in the mask's dtype.
+    """
+
+    PRUNING_TYPE: ClassVar[str] = "global"
+
+    def __init__(self, mask: Tensor) -> None:
+        self.mask = mask
+
+    def compute_mask(self, t: Tensor, default_mask: Tensor) -> Tensor:
+        """``default_mask * mask`` in ``default_mask``'s dtype."""
+        if default_mask.shape != self.mask.shape:
+            raise AssertionError(
+                f"default_mask shape {default_mask.shape} must match self.mask shape {self.mask.shape}"
+            )
+        return default_mask * self.mask.to(dtype=default_mask.dtype)
+
+    @classmethod
+    def apply(cls, module: nn.Module, name: str, mask: Tensor) -> BasePruningMethod:  # type: ignore[override]
+        """Prune ``module.<name>`` where ``mask`` is zero."""
+        return super().apply(module, name, mask=mask)
+
+
+__all__ = [
+    "CustomFromMask",
+    "Identity",
+    "L1Unstructured",
+    "LnStructured",
+    "RandomStructured",
+    "RandomUnstructured",
+]

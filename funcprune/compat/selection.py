@@ -1,0 +1,62 @@
+"""The entries ``torch.topk`` picks, found by the core's exact selection whenever that is the same.
+
+Without a tie at the boundary, the ``k`` smallest (or largest) values form one set, and the core's
+radix select (:func:`funcprune.select.prune_smallest`) finds it. With a tie there, torch's choice
+among the tied entries is its kernel's, not a documented rule, so only ``torch.topk`` itself can
+reproduce it: the selection falls back to it (and for NaN or non-floating values, whose order the
+core would define on its own).
+
+>>> import torch
+>>> topk_mask(torch.tensor([0.3, 0.1, 0.2]), 2, largest=False)
+tensor([False,  True,  True])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from funcprune.select import order_keys, prune_smallest
+
+
+def _core_choice(values: Tensor, k: int, largest: bool) -> Tensor | None:
+    """The core's chosen set, or ``None`` when it may differ from torch.topk's (ties, NaN)."""
+    if not values.is_floating_point() or bool(torch.isnan(values).any()):
+        return None
+    smallest = values.numel() - k if largest else k
+    kept = prune_smallest(
+        [order_keys(values)], [None], torch.tensor(smallest, device=values.device)
+    )[0]
+    chosen = kept if largest else ~kept
+    edge_in, edge_out = (
+        (values[chosen].min(), values[~chosen].max())
+        if largest
+        else (
+            values[chosen].max(),
+            values[~chosen].min(),
+        )
+    )
+    return None if bool(edge_in == edge_out) else chosen
+
+
+def topk_mask(values: Tensor, k: int, *, largest: bool) -> Tensor:
+    """Bool mask of the entries ``torch.topk(values, k, largest=largest)`` returns (1-d ``values``).
+
+    Args:
+        values: a 1-d tensor.
+        k: how many entries to choose, ``0 <= k <= values.numel()``.
+        largest: choose the largest (``True``) or the smallest values.
+
+    >>> import torch
+    >>> topk_mask(torch.tensor([1.0, 5.0, 5.0, 2.0]), 1, largest=True).sum().item()
+    1
+    """
+    chosen = None if k in (0, values.numel()) else _core_choice(values, k, largest)
+    if chosen is not None:
+        return chosen
+    mask = torch.zeros(values.shape, dtype=torch.bool, device=values.device)
+    mask[torch.topk(values, k, largest=largest).indices] = True
+    return mask
+
+
+__all__ = ["topk_mask"]
