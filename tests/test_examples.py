@@ -87,3 +87,22 @@ def test_digits_sweep_rejects_bad_options(monkeypatch: pytest.MonkeyPatch) -> No
     demo = load_example("digits_sweep", monkeypatch)
     with pytest.raises(SystemExit):
         demo.main(["--amounts", "1"])
+
+
+def test_lottery_ticket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lottery = load_example("lottery_ticket", monkeypatch)
+    argv = ["--rounds", "2", "--epochs", "1", "--out", str(tmp_path), "--threads", threads()]
+    rounds = lottery.main(argv)
+
+    sizes = [144, 4608, 32768, 640]
+    remaining = [sizes]
+    for _ in range(2):  # 20% of each layer's surviving weights per round, rounded half-to-even
+        remaining.append([n - round(0.2 * n) for n in remaining[-1]])
+    expected = [1 - sum(left) / sum(sizes) for left in remaining]
+    assert [r.sparsity for r in rounds] == pytest.approx(expected)
+    assert all(0.0 <= r.ticket <= 1.0 and 0.0 <= r.control <= 1.0 for r in rounds)
+    printed = capsys.readouterr().out
+    assert "ticket acc" in printed and printed.count("%") == 3 * 3
+    assert_png(tmp_path / "lottery_ticket.png")
