@@ -11,6 +11,7 @@ tensor([False,  True, False, False])
 
 from funcprune.combinators import chain, only
 from funcprune.distributions import erk, erk_densities, uniform
+from funcprune.interop import from_module, from_state_dict, install_masks, to_state_dict
 from funcprune.masking import Sparsity, apply_masks, masked_call, sparsity
 from funcprune.methods import (
     custom_from_mask,
@@ -42,8 +43,11 @@ __all__ = [
     "custom_from_mask",
     "erk",
     "erk_densities",
+    "from_module",
+    "from_state_dict",
     "global_unstructured",
     "identity",
+    "install_masks",
     "l1_unstructured",
     "ln_structured",
     "magnitude",
@@ -57,6 +61,7 @@ __all__ = [
     "ranks",
     "sparsity",
     "taylor",
+    "to_state_dict",
     "uniform",
     "wanda",
 ]
