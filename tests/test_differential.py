@@ -4,12 +4,16 @@ ties the same count and the documented tie-break (the stable-sort reference)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from reference import reference_keep, threshold_untied, torch_masks, torch_module, torch_prune
 from strategies import NORMS, amounts, count_of, tensors
+from torch import nn
 
 import funcprune as fp
 
@@ -156,38 +160,56 @@ def test_global_unstructured(
     assert sum(int(m.sum()) for m in ours.values()) == sum(int(m.sum()) for m in theirs.values())
 
 
+_AMOUNTS = st.one_of(st.floats(0.0, 1.0), st.integers(0, 3))
 _STEPS = st.one_of(
-    st.tuples(st.just("l1"), st.floats(0.0, 1.0)),
+    st.tuples(st.just("l1"), _AMOUNTS),
     st.tuples(
         st.just("ln"),
-        st.floats(0.0, 1.0),
-        st.sampled_from([1, 2, math.inf, "fro"]),
+        _AMOUNTS,
+        st.sampled_from([1, 2, 0.5, math.inf, -math.inf]),
         st.integers(-2, 1),
     ),
     st.tuples(st.just("custom"), st.integers(0, 999)),
 )
 
 
+def _both(
+    step: tuple[Any, ...], shape: torch.Size
+) -> tuple[fp.PruningMethod, Callable[[nn.Module], object]]:
+    """The funcprune method and the torch call for one pruning step."""
+    if step[0] == "l1":
+        return fp.l1_unstructured(step[1]), lambda m: torch_prune.l1_unstructured(
+            m, "w", amount=step[1]
+        )
+    if step[0] == "ln":
+        _, amount, n, dim = step
+        return fp.ln_structured(amount, n=n, dim=dim), lambda m: torch_prune.ln_structured(
+            m, "w", amount=amount, n=n, dim=dim
+        )
+    mask = torch.rand(shape, generator=torch.Generator().manual_seed(step[1])) > 0.3
+    return fp.custom_from_mask({"w": mask}), lambda m: torch_prune.custom_from_mask(
+        m, "w", mask=mask
+    )
+
+
 @given(
-    w=tensors(min_dims=2, max_dims=2, min_side=1, ties=False), steps=st.lists(_STEPS, max_size=4)
+    w=tensors(min_dims=2, min_side=1, max_side=4, ties=False), steps=st.lists(_STEPS, max_size=4)
 )
 def test_chain_matches_repeated_torch_pruning(
-    w: torch.Tensor, steps: list[tuple[object, ...]]
+    w: torch.Tensor, steps: list[tuple[Any, ...]]
 ) -> None:
-    """torch's PruningContainer: each prune acts on the survivors of the previous ones."""
+    """torch's PruningContainer: each prune acts on the survivors of the previous ones; a count
+    larger than what remains is a ValueError at the same step."""
     module = torch_module({"w": w})
     methods: list[fp.PruningMethod] = []
     for step in steps:
-        if step[0] == "l1":
-            methods.append(fp.l1_unstructured(step[1]))  # type: ignore[arg-type]
-            torch_prune.l1_unstructured(module, "w", amount=step[1])
-        elif step[0] == "ln":
-            _, amount, n, dim = step
-            methods.append(fp.ln_structured(amount, n=n, dim=dim))  # type: ignore[arg-type]
-            torch_prune.ln_structured(module, "w", amount=amount, n=n, dim=dim)
-        else:
-            mask = torch.rand(w.shape, generator=torch.Generator().manual_seed(step[1])) > 0.3  # type: ignore[arg-type]
-            methods.append(fp.custom_from_mask({"w": mask}))
-            torch_prune.custom_from_mask(module, "w", mask=mask)
+        method, torch_call = _both(step, w.shape)
+        methods.append(method)
+        try:
+            torch_call(module)
+        except ValueError:
+            with pytest.raises(ValueError, match=r"only .* remain unpruned"):
+                fp.chain(*methods)({"w": w})
+            return
     ours = fp.chain(*methods)({"w": w})["w"]
     assert torch.equal(ours, torch_masks(module, ["w"])["w"])
