@@ -24,6 +24,7 @@ from funcprune.methods import (
 )
 from funcprune.nm import nm_semistructured
 from funcprune.per_key import per_key
+from funcprune.schedules import constant, fraction_of_remaining, one_shot, polynomial
 from funcprune.scores import activation_norms, magnitude, movement, ranks, taylor, wanda
 from funcprune.types import Amount, Masks, Params, PruningMethod, Scores
 
@@ -40,9 +41,11 @@ __all__ = [
     "activation_norms",
     "apply_masks",
     "chain",
+    "constant",
     "custom_from_mask",
     "erk",
     "erk_densities",
+    "fraction_of_remaining",
     "from_module",
     "from_state_dict",
     "global_unstructured",
@@ -54,8 +57,10 @@ __all__ = [
     "masked_call",
     "movement",
     "nm_semistructured",
+    "one_shot",
     "only",
     "per_key",
+    "polynomial",
     "random_structured",
     "random_unstructured",
     "ranks",
