@@ -1,12 +1,19 @@
-"""Exact smallest-k selection: radix select on order-preserving integer keys.
+"""Exact smallest-k selection on order-preserving integer keys.
 
-Scores become integer keys whose signed order equals the scores' order (:func:`order_keys`). The
-threshold key is then found 16 bits at a time from fixed-size histograms, so every shape is static:
-no sort, no ``topk``, no concatenation, and the count ``k`` may be a batched tensor under
-``torch.func.vmap`` or a traced value under ``torch.compile``. Exactly ``k`` eligible entries are
-pruned: all keys below the threshold, then the threshold's ties by lowest flat index, counting
-through the tensors in the order given (so a global selection over many tensors breaks ties like one
-concatenated vector would).
+Scores become integer keys whose signed order equals the scores' order (:func:`order_keys`).
+:func:`prune_smallest` then prunes exactly ``k`` eligible entries: all keys below the ``k``-th
+smallest, then that key's ties by lowest flat index, counting through the tensors in the order
+given (a global selection over many tensors breaks ties like one concatenated vector would, without
+concatenating anything). Three kernels give the same masks:
+
+* **eager** (``k`` and the keys hold readable values): a strided sample brackets the threshold, one
+  chunked pass counts the keys below the bracket and gathers the few inside it, ``kthvalue`` finds
+  the threshold among those, and one chunked pass writes the masks. No sort of the whole input, no
+  full-size temporaries beyond the masks.
+* **ranks** (the keys are plain values but ``k`` is batched by ``torch.func.vmap``, e.g. a sweep of
+  amounts): one stable sort ranks the entries once for the whole batch; each mask is ``rank >= k``.
+* **static** (the keys are batched or traced, under ``vmap`` or ``torch.compile``): a radix select
+  that finds the threshold 16 bits at a time from fixed-size histograms, so every shape is static.
 
 >>> import torch
 >>> keys = order_keys(torch.tensor([0.3, 0.1, 0.2, 0.1]))
@@ -16,35 +23,55 @@ tensor([ True, False,  True, False])
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from funcprune._tensors import is_concrete
+
 _DIGIT_BITS = 16
 _BINS = 1 << _DIGIT_BITS
 _DIGIT = _BINS - 1
+_CHUNK = 1 << 22
+"""Entries per step of the eager passes: temporaries stay in cache and off the page-fault path."""
+_SAMPLE = 1 << 16
+"""Sampled entries used to bracket the threshold."""
+_RANK_LIMIT = 1 << 25
+"""Most entries the rank kernel sorts (it needs 12 bytes per entry)."""
 
 
 def order_keys(scores: Tensor) -> Tensor:
     """Integer keys whose signed order is the order of ``scores`` (floating, any shape).
 
     float16/bfloat16/float32 give int32 keys, float64 gives int64 keys. ``-0.0`` and ``0.0`` share a
-    key; NaN sorts above ``inf``, as in ``torch.topk``.
+    key; every NaN (of either sign) shares the largest key, above ``inf``, as in ``torch.sort``.
+    When ``scores`` is float32/float64 with readable values, no negative sign bit and no NaN (e.g.
+    magnitudes), the keys are its bits viewed as integers: no copy is made, so they share memory.
 
     >>> import torch
-    >>> k = order_keys(torch.tensor([-2.0, -1.0, -0.0, 0.0, 1.0, float("inf")]))
+    >>> k = order_keys(torch.tensor([-2.0, -1.0, -0.0, 0.0, 1.0, float("inf"), float("nan")]))
     >>> bool((k[1:] >= k[:-1]).all()), bool(k[2] == k[3])
     (True, True)
     """
     wide = scores.to(torch.float64 if scores.dtype == torch.float64 else torch.float32)
     int_dtype = torch.int64 if wide.dtype == torch.float64 else torch.int32
+    info = torch.iinfo(int_dtype)
+    bits = wide.view(int_dtype)
+    if is_concrete(bits) and bits.numel() > 0:
+        low, high = torch.aminmax(bits)
+        inf_bits = torch.tensor(math.inf, dtype=wide.dtype).view(int_dtype)
+        if bool(low >= 0) and bool(high <= inf_bits):
+            return bits
     bits = (wide + 0.0).view(int_dtype)  # + 0.0 turns -0.0 into 0.0
-    magnitude = torch.iinfo(int_dtype).max
-    return bits ^ ((bits >> (torch.iinfo(int_dtype).bits - 1)) & magnitude)
+    keys = bits ^ ((bits >> (info.bits - 1)) & info.max)
+    return torch.where(torch.isnan(wide), info.max, keys)
 
 
-def prune_smallest(keys: Sequence[Tensor], eligible: Sequence[Tensor | None], k: Tensor) -> list[Tensor]:
+def prune_smallest(
+    keys: Sequence[Tensor], eligible: Sequence[Tensor | None], k: Tensor
+) -> list[Tensor]:
     """Keep masks pruning exactly ``k`` eligible entries with the smallest keys, across all tensors.
 
     Args:
@@ -64,6 +91,161 @@ def prune_smallest(keys: Sequence[Tensor], eligible: Sequence[Tensor | None], k:
     """
     flat = [key.reshape(-1) for key in keys]
     allowed = [None if e is None else e.reshape(-1) for e in eligible]
+    shapes = [key.shape for key in keys]
+    data = flat + [ok for ok in allowed if ok is not None]
+    if flat and all(is_concrete(t) for t in data):
+        if is_concrete(k):
+            return eager_prune_smallest(flat, allowed, int(k), shapes)
+        if sum(key.numel() for key in flat) <= _RANK_LIMIT:
+            return rank_prune_smallest(flat, allowed, k, shapes)
+    return static_prune_smallest(flat, allowed, k, shapes)
+
+
+def _chunks(key: Tensor, ok: Tensor | None) -> list[tuple[Tensor, Tensor | None, slice]]:
+    spans = [slice(start, start + _CHUNK) for start in range(0, key.numel(), _CHUNK)]
+    return [(key[span], None if ok is None else ok[span], span) for span in spans]
+
+
+def _eligible_count(flat: list[Tensor], allowed: list[Tensor | None]) -> int:
+    return sum(
+        key.numel() if ok is None else int(ok.count_nonzero())
+        for key, ok in zip(flat, allowed, strict=True)
+    )
+
+
+def _bracket(
+    flat: list[Tensor], allowed: list[Tensor | None], k: int, total: int
+) -> tuple[int, int]:
+    """Keys ``lo <= hi`` that very likely bracket the ``k``-th smallest, from a strided sample."""
+    info = torch.iinfo(flat[0].dtype)
+    stride = (
+        max(1, sum(key.numel() for key in flat) // _SAMPLE) | 1
+    )  # odd: rarely aligned with rows
+    picks = [
+        key[::stride] if ok is None else key[::stride][ok[::stride]]
+        for key, ok in zip(flat, allowed, strict=True)
+    ]
+    sample = torch.sort(torch.cat(picks)).values
+    m = sample.numel()
+    if m == 0:
+        return info.min, info.max
+    centre = k / total * m
+    margin = 4.0 * math.sqrt(centre * (1.0 - k / total)) + 2.0
+    low, high = math.floor(centre - margin), math.ceil(centre + margin)
+    lo = int(sample[low]) if low >= 0 else info.min
+    hi = int(sample[high]) if high < m else info.max
+    return lo, hi
+
+
+def _split(
+    flat: list[Tensor], allowed: list[Tensor | None], out: list[Tensor], lo: int, hi: int
+) -> tuple[int, list[tuple[Tensor, Tensor]], list[Tensor]]:
+    """Write ``key > hi`` into the masks; gather the eligible keys in ``[lo, hi]``.
+
+    Returns the number of eligible keys above ``hi``, per chunk its mask view and the positions
+    of the keys in ``[lo, hi]`` in it, and those keys (in flat order).
+    """
+    above = []
+    spots = []
+    inside = []
+    for key, ok, mask in zip(flat, allowed, out, strict=True):
+        for part, part_ok, span in _chunks(key, ok):
+            piece = mask[span]
+            torch.gt(part, hi, out=piece)
+            within = part >= lo
+            within ^= piece  # piece is a subset of within, as lo <= hi
+            if part_ok is not None:
+                piece &= part_ok
+                within &= part_ok
+            above.append(piece.count_nonzero())
+            positions = within.nonzero().reshape(-1)
+            spots.append((piece, positions))
+            inside.append(part[positions])
+    return int(torch.stack(above).sum()), spots, inside
+
+
+def eager_prune_smallest(
+    flat: list[Tensor], allowed: list[Tensor | None], k: int, shapes: list[torch.Size]
+) -> list[Tensor]:
+    """:func:`prune_smallest` for readable keys and count: bracket, split, ``kthvalue``, patch.
+
+    One chunked pass writes ``key > hi`` into the masks and gathers the few keys in ``[lo, hi]``
+    (a bracket of the threshold from a strided sample); the threshold and its ties are found among
+    those, and only their mask entries are patched.
+
+    >>> import torch
+    >>> eager_prune_smallest([torch.tensor([3, 1, 1, 2])], [None], 2, [torch.Size([4])])
+    [tensor([ True, False, False,  True])]
+    """
+    total = _eligible_count(flat, allowed)
+    k = min(max(k, 0), total)
+    out = [torch.empty(key.shape, dtype=torch.bool, device=key.device) for key in flat]
+    if k == 0 or k == total:
+        for ok, mask in zip(allowed, out, strict=True):
+            mask.fill_(k == 0)
+            if ok is not None:
+                mask &= ok
+        return [mask.reshape(shape) for mask, shape in zip(out, shapes, strict=True)]
+    lo, hi = _bracket(flat, allowed, k, total)
+    above, spots, parts = _split(flat, allowed, out, lo, hi)
+    below = total - above - sum(part.numel() for part in parts)
+    if not below < k <= total - above:  # the sample missed: retry on the side the threshold is
+        info = torch.iinfo(flat[0].dtype)
+        lo, hi = (info.min, lo - 1) if k <= below else (hi + 1, info.max)
+        above, spots, parts = _split(flat, allowed, out, lo, hi)
+        below = total - above - sum(part.numel() for part in parts)
+    inside = torch.cat(parts)
+    t = torch.kthvalue(inside, k - below).values
+    tie = inside == t
+    ties_pruned = k - below - (inside < t).count_nonzero()
+    keep = (inside > t) | (tie & (torch.cumsum(tie, 0) > ties_pruned))
+    start = 0
+    for piece, positions in spots:
+        piece[positions] = keep[start : start + positions.numel()]
+        start += positions.numel()
+    return [mask.reshape(shape) for mask, shape in zip(out, shapes, strict=True)]
+
+
+def rank_prune_smallest(
+    flat: list[Tensor], allowed: list[Tensor | None], k: Tensor, shapes: list[torch.Size]
+) -> list[Tensor]:
+    """:func:`prune_smallest` for readable keys and a batched ``k``: one stable sort, then ``rank >= k``.
+
+    >>> import torch
+    >>> rank_prune_smallest([torch.tensor([3, 1, 1, 2])], [None], torch.tensor(3), [torch.Size([4])])
+    [tensor([ True, False, False, False])]
+    """
+    key = flat[0] if len(flat) == 1 else torch.cat(flat)
+    oks = [
+        torch.ones_like(f, dtype=torch.bool) if ok is None else ok
+        for f, ok in zip(flat, allowed, strict=True)
+    ]
+    ok = None if all(a is None for a in allowed) else oks[0] if len(oks) == 1 else torch.cat(oks)
+    rank = torch.zeros(key.shape, dtype=torch.int32 if key.numel() < 2**31 else torch.int64)
+    positions = torch.arange(key.numel()) if ok is None else ok.nonzero().reshape(-1)
+    order = torch.sort(key if ok is None else key[positions], stable=True).indices
+    rank[positions[order]] = torch.arange(order.numel(), dtype=rank.dtype)
+    keep = rank >= k.to(rank.dtype)
+    if ok is not None:
+        keep = keep & ok
+    starts = [0]
+    for f in flat:
+        starts.append(starts[-1] + f.numel())
+    return [
+        keep[a:b].reshape(shape)
+        for a, b, shape in zip(starts[:-1], starts[1:], shapes, strict=True)
+    ]
+
+
+def static_prune_smallest(
+    flat: list[Tensor], allowed: list[Tensor | None], k: Tensor, shapes: list[torch.Size]
+) -> list[Tensor]:
+    """:func:`prune_smallest` with static shapes only (radix select), for ``vmap`` and ``compile``.
+
+    >>> import torch
+    >>> static_prune_smallest([torch.tensor([3, 1, 1, 2])], [None], torch.tensor(1), [torch.Size([4])])
+    [tensor([ True, False,  True,  True])]
+    """
     bits = torch.iinfo(flat[0].dtype).bits if flat else 32
     remaining = k.to(torch.int64)
     prefix = torch.zeros((), dtype=torch.int64, device=k.device)
@@ -75,7 +257,7 @@ def prune_smallest(keys: Sequence[Tensor], eligible: Sequence[Tensor | None], k:
         remaining = remaining - torch.where(before, counts, 0).amax()
         signed_digit = digit - (1 << (_DIGIT_BITS - 1)) if shift == bits - _DIGIT_BITS else digit
         prefix = prefix * _BINS + signed_digit
-    return _threshold_masks(flat, allowed, prefix, remaining, [key.shape for key in keys])
+    return _threshold_masks(flat, allowed, prefix, remaining, shapes)
 
 
 def _digits(key: Tensor, shift: int, top: bool) -> Tensor:
@@ -88,7 +270,7 @@ def _digit_histogram(
 ) -> Tensor:
     """Counts of the 16-bit digit at ``shift`` among eligible keys whose higher bits equal ``prefix``."""
     hist = torch.zeros(_BINS, dtype=torch.int64, device=prefix.device)
-    for key, ok in zip(keys, allowed):
+    for key, ok in zip(keys, allowed, strict=True):
         match = ok
         if not top:
             higher = (key >> (shift + _DIGIT_BITS)) == prefix
@@ -111,7 +293,7 @@ def _threshold_masks(
 ) -> list[Tensor]:
     masks = []
     ties_before = torch.zeros((), dtype=torch.int64, device=threshold.device)
-    for key, ok, shape in zip(keys, allowed, shapes):
+    for key, ok, shape in zip(keys, allowed, shapes, strict=True):
         limit = threshold.to(key.dtype)
         tie = key == limit
         below = key < limit
