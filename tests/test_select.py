@@ -1,0 +1,211 @@
+"""Every selection kernel against a plain stable-sort reference, on ties, NaN, inf, -0.0 and edge sizes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference import reference_keep
+from torch import Tensor
+from torch.func import vmap
+
+from funcprune import select
+
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+SPECIAL = [0.0, -0.0, 1.0, -1.0, math.inf, -math.inf, math.nan, -math.nan, 1e-40, -1e-40, 65504.0]
+
+
+@st.composite
+def selections(draw: st.DrawFn) -> tuple[list[Tensor], list[Tensor | None], int]:
+    """Scores of one dtype in 0-3 tensors, eligible masks or None, and a count up to the eligible total."""
+    dtype = draw(st.sampled_from(DTYPES))
+    generator = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    scores, eligible = [], []
+    for _ in range(draw(st.integers(0, 3))):
+        shape = tuple(draw(st.lists(st.integers(0, 9), min_size=0, max_size=2)))
+        style = draw(st.sampled_from(["normal", "ties", "special", "positive"]))
+        if style == "normal":
+            values = torch.randn(shape, generator=generator, dtype=torch.float64)
+        elif style == "ties":
+            values = torch.randint(-2, 3, shape, generator=generator).to(torch.float64)
+        elif style == "special":
+            pool = torch.tensor(SPECIAL, dtype=torch.float64)
+            values = pool[torch.randint(len(SPECIAL), shape, generator=generator)]
+        else:
+            values = torch.randn(shape, generator=generator, dtype=torch.float64).abs()
+        scores.append(values.to(dtype))
+        mask = torch.rand(shape, generator=generator) < draw(st.floats(0.0, 1.0))
+        eligible.append(mask if draw(st.booleans()) else None)
+    total = sum(
+        int(s.numel() if e is None else e.sum()) for s, e in zip(scores, eligible, strict=True)
+    )
+    k = draw(st.integers(0, total + 2))  # beyond the total is clamped
+    return scores, eligible, k
+
+
+def _keys(scores: list[Tensor]) -> list[Tensor]:
+    return [select.order_keys(s) for s in scores]
+
+
+def _expected(scores: list[Tensor], eligible: list[Tensor | None], k: int) -> list[Tensor]:
+    total = sum(
+        int(s.numel() if e is None else e.sum()) for s, e in zip(scores, eligible, strict=True)
+    )
+    return reference_keep(scores, eligible, min(k, total))
+
+
+def _assert_equal(got: list[Tensor], expected: list[Tensor]) -> None:
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert g.dtype == torch.bool and g.shape == e.shape
+        assert torch.equal(g, e)
+
+
+@given(selections())
+def test_prune_smallest_matches_a_stable_sort(
+    case: tuple[list[Tensor], list[Tensor | None], int],
+) -> None:
+    scores, eligible, k = case
+    if not scores:
+        return
+    _assert_equal(
+        select.prune_smallest(_keys(scores), eligible, torch.tensor(k)),
+        _expected(scores, eligible, k),
+    )
+
+
+@pytest.mark.parametrize("kernel", ["static", "rank"])
+@given(case=selections())
+def test_static_and_rank_kernels_match_a_stable_sort(
+    kernel: str, case: tuple[list[Tensor], list[Tensor | None], int]
+) -> None:
+    scores, eligible, k = case
+    if not scores:
+        return
+    keys = _keys(scores)
+    flat = [key.reshape(-1) for key in keys]
+    run = select.static_prune_smallest if kernel == "static" else select.rank_prune_smallest
+    got = run(
+        flat,
+        [None if e is None else e.reshape(-1) for e in eligible],
+        torch.tensor(k),
+        [key.shape for key in keys],
+    )
+    _assert_equal(got, _expected(scores, eligible, k))
+
+
+@given(case=selections(), chunk=st.integers(1, 7), sample=st.integers(1, 5), bracket=st.data())
+def test_eager_kernel_with_tiny_chunks_samples_and_wrong_brackets(
+    case: tuple[list[Tensor], list[Tensor | None], int],
+    chunk: int,
+    sample: int,
+    bracket: st.DataObject,
+) -> None:
+    """Chunk borders, sparse samples, and brackets that miss the threshold on either side."""
+    scores, eligible, k = case
+    if not scores:
+        return
+    keys = _keys(scores)
+    flat = [key.reshape(-1) for key in keys]
+    allowed = [None if e is None else e.reshape(-1) for e in eligible]
+    shapes = [key.shape for key in keys]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(select, "_CHUNK", chunk)
+        patch.setattr(select, "_SAMPLE", sample)
+        if bracket.draw(st.booleans()):
+            values = sorted({int(v) for key in flat for v in key} or {0})
+            lo, hi = sorted(bracket.draw(st.lists(st.sampled_from(values), min_size=2, max_size=2)))
+            patch.setattr(select, "_bracket", lambda *_: (lo, hi))
+        got = select.eager_prune_smallest(flat, allowed, k, shapes)
+    _assert_equal(got, _expected(scores, eligible, k))
+
+
+@settings(max_examples=60)
+@given(case=selections(), extra=st.lists(st.integers(0, 40), min_size=1, max_size=4))
+def test_vmap_over_counts_matches_a_stable_sort(
+    case: tuple[list[Tensor], list[Tensor | None], int], extra: list[int]
+) -> None:
+    """Batched counts over plain keys (the rank kernel inside vmap), clamped like the others."""
+    scores, eligible, k = case
+    if not scores:
+        return
+    counts = torch.tensor([k, *extra])
+    swept = vmap(lambda c: select.prune_smallest(_keys(scores), eligible, c))(counts)
+    for index, count in enumerate(counts.tolist()):
+        _assert_equal([s[index] for s in swept], _expected(scores, eligible, count))
+
+
+@settings(max_examples=40)
+@given(
+    rows=st.integers(1, 4),
+    cols=st.integers(0, 12),
+    seed=st.integers(0, 2**31 - 1),
+    ties=st.booleans(),
+    fraction=st.floats(0.0, 1.0),
+)
+def test_vmap_over_keys_matches_each_row(
+    rows: int, cols: int, seed: int, ties: bool, fraction: float
+) -> None:
+    """Batched keys and eligible masks (the static kernel inside vmap) equal a loop over rows."""
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.randn(rows, cols, generator=generator)
+    if ties:
+        scores = scores.round()
+    eligible = torch.rand(rows, cols, generator=generator) < 0.8
+    counts = (eligible.sum(1) * fraction).round().long()
+    swept = vmap(lambda s, e, c: select.prune_smallest([select.order_keys(s)], [e], c)[0])(
+        scores, eligible, counts
+    )
+    for row in range(rows):
+        expected = reference_keep([scores[row]], [eligible[row]], int(counts[row]))[0]
+        assert torch.equal(swept[row], expected)
+
+
+@given(st.sampled_from(DTYPES), st.lists(st.sampled_from(SPECIAL) | st.floats(-3, 3), max_size=12))
+def test_order_keys_preserve_the_order_of_a_stable_sort(
+    dtype: torch.dtype, values: list[float]
+) -> None:
+    """Key comparisons equal score comparisons; -0.0 equals 0.0; every NaN ties above inf."""
+    scores = torch.tensor(values, dtype=torch.float64).to(dtype)
+    keys = select.order_keys(scores)
+    assert keys.dtype == (torch.int64 if dtype == torch.float64 else torch.int32)
+    ranks = [(1, 0.0) if math.isnan(v) else (0, v) for v in scores.to(torch.float64).tolist()]
+    for i, a in enumerate(ranks):
+        for j, b in enumerate(ranks):
+            assert bool(keys[i] < keys[j]) == (a < b)
+            assert bool(keys[i] == keys[j]) == (a == b)
+
+
+def test_order_keys_of_magnitudes_are_a_view_and_others_are_not() -> None:
+    magnitudes = torch.tensor([0.0, 1.5, math.inf])
+    assert select.order_keys(magnitudes).data_ptr() == magnitudes.data_ptr()
+    signed = torch.tensor([-0.0, 1.5])
+    assert select.order_keys(signed).data_ptr() != signed.data_ptr()
+    assert torch.equal(
+        select.order_keys(signed),
+        torch.tensor([0, int(signed[1].view(torch.int32))], dtype=torch.int32),
+    )
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_one_element_and_empty_tensors(k: int) -> None:
+    keys = [
+        select.order_keys(torch.zeros(0)),
+        select.order_keys(torch.tensor([2.0])),
+        select.order_keys(torch.zeros(2, 0)),
+    ]
+    got = select.prune_smallest(keys, [None, None, None], torch.tensor(k))
+    assert [g.shape for g in got] == [torch.Size([0]), torch.Size([1]), torch.Size([2, 0])]
+    assert bool(got[1]) == (k == 0)
+
+
+def test_ineligible_entries_are_never_selected_and_stay_pruned() -> None:
+    keys = [select.order_keys(torch.tensor([0.0, 1.0, 2.0, 3.0]))]
+    eligible = [torch.tensor([False, True, True, False])]
+    for k in range(4):
+        got = select.prune_smallest(keys, eligible, torch.tensor(k))[0]
+        assert not got[0] and not got[3]
+        assert int(got.sum()) == max(2 - k, 0)
