@@ -11,6 +11,7 @@ tensor([False,  True, False, False])
 
 from funcprune.combinators import chain, only
 from funcprune.distributions import erk, erk_densities, uniform
+from funcprune.functional_optim import adam, sgd
 from funcprune.interop import from_module, from_state_dict, install_masks, to_state_dict
 from funcprune.masking import Sparsity, apply_masks, masked_call, sparsity
 from funcprune.methods import (
@@ -23,9 +24,11 @@ from funcprune.methods import (
     random_unstructured,
 )
 from funcprune.nm import nm_semistructured
+from funcprune.optim import keep_pruned, masked_step
 from funcprune.per_key import per_key
 from funcprune.schedules import constant, fraction_of_remaining, one_shot, polynomial
 from funcprune.scores import activation_norms, magnitude, movement, ranks, taylor, wanda
+from funcprune.straight_through import straight_through
 from funcprune.types import Amount, Masks, Params, PruningMethod, Scores
 
 __version__ = "0.1.0"
@@ -39,6 +42,7 @@ __all__ = [
     "Sparsity",
     "__version__",
     "activation_norms",
+    "adam",
     "apply_masks",
     "chain",
     "constant",
@@ -51,10 +55,12 @@ __all__ = [
     "global_unstructured",
     "identity",
     "install_masks",
+    "keep_pruned",
     "l1_unstructured",
     "ln_structured",
     "magnitude",
     "masked_call",
+    "masked_step",
     "movement",
     "nm_semistructured",
     "one_shot",
@@ -64,7 +70,9 @@ __all__ = [
     "random_structured",
     "random_unstructured",
     "ranks",
+    "sgd",
     "sparsity",
+    "straight_through",
     "taylor",
     "to_state_dict",
     "uniform",

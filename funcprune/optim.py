@@ -1,0 +1,157 @@
+"""Training ``torch.optim`` optimizers without regrowth: pruned weights stay exactly zero.
+
+Momentum and weight decay would otherwise move pruned weights again: a momentum buffer filled
+before pruning keeps pushing them, and Adam's running averages do too. :func:`masked_step` zeroes
+the pruned gradients, steps, then zeroes the pruned weights and every per-entry optimizer state
+(momentum buffers, Adam moments); :func:`keep_pruned` does the same from the optimizer's own step
+hooks, for training loops you do not write yourself.
+
+>>> import torch, funcprune as fp
+>>> w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+>>> opt = torch.optim.SGD([w], lr=0.1, momentum=0.9, weight_decay=0.1)
+>>> masks = {"w": torch.tensor([True, False])}
+>>> for _ in range(3):
+...     opt.zero_grad()
+...     (w * torch.tensor([1.0, -5.0])).sum().backward()
+...     _ = fp.masked_step(opt, {"w": w}, masks)
+>>> w[1].item()
+0.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from funcprune._checks import check_masks, check_params
+
+
+def _checked(
+    optimizer: Optimizer, params: Mapping[str, Tensor], masks: Mapping[str, Tensor]
+) -> None:
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer; got {type(optimizer).__name__}"
+        )
+    check_params(params)
+    check_masks(params, masks)
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    missing = sorted(key for key in masks if id(params[key]) not in held)
+    if missing:
+        raise ValueError(
+            f"masked parameters {missing} are not among the optimizer's parameters; pass the same "
+            "tensors the optimizer was built with (e.g. dict(model.named_parameters()))"
+        )
+
+
+@torch.no_grad()
+def _mask_grads(params: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> None:
+    for key, mask in masks.items():
+        grad = params[key].grad
+        if grad is not None:
+            grad.mul_(mask)
+
+
+@torch.no_grad()
+def _mask_weights_and_state(
+    optimizer: Optimizer, params: Mapping[str, Tensor], masks: Mapping[str, Tensor]
+) -> None:
+    for key, mask in masks.items():
+        param = params[key]
+        param.mul_(mask)
+        for name, value in optimizer.state.get(param, {}).items():
+            if name != "step" and isinstance(value, Tensor) and value.shape == param.shape:
+                value.mul_(mask)
+
+
+def masked_step(
+    optimizer: Optimizer,
+    params: Mapping[str, Tensor],
+    masks: Mapping[str, Tensor],
+    closure: Callable[[], Any] | None = None,
+) -> Any:
+    """``optimizer.step(closure)`` that keeps the pruned entries of ``params`` at exactly zero.
+
+    Before the step, pruned gradient entries are zeroed; after it, pruned weights and the pruned
+    entries of every optimizer state tensor shaped like its parameter (``momentum_buffer``,
+    ``exp_avg``, ``exp_avg_sq``, ...) are zeroed, so no later step can move them either. Unpruned
+    entries step exactly as with ``optimizer.step()`` (torch's optimizers are elementwise).
+
+    Args:
+        optimizer: any ``torch.optim`` optimizer holding the tensors of ``params``.
+        params: the parameters by name (the same tensor objects, e.g. ``dict(model.named_parameters())``).
+        masks: bool masks by name; keys without a mask are not touched.
+        closure: passed to ``optimizer.step``.
+
+    Returns:
+        What ``optimizer.step`` returns (the closure's loss, if any).
+
+    Raises:
+        KeyError, ValueError, TypeError: masks that do not fit ``params``, or masked tensors the
+            optimizer does not hold.
+
+    >>> import torch, funcprune as fp
+    >>> w = torch.nn.Parameter(torch.ones(3))
+    >>> opt = torch.optim.AdamW([w], lr=0.5)
+    >>> w.grad = torch.ones(3)
+    >>> _ = fp.masked_step(opt, {"w": w}, {"w": torch.tensor([True, False, True])})
+    >>> w.detach(), opt.state[w]["exp_avg"]
+    (tensor([0.4950, 0.0000, 0.4950]), tensor([0.1000, 0.0000, 0.1000]))
+    """
+    _checked(optimizer, params, masks)
+    _mask_grads(params, masks)
+    loss = optimizer.step(closure)
+    _mask_weights_and_state(optimizer, params, masks)
+    return loss
+
+
+class KeepPruned:
+    """The hooks installed by :func:`keep_pruned`; ``remove()`` uninstalls them."""
+
+    def __init__(
+        self, optimizer: Optimizer, params: Mapping[str, Tensor], masks: Mapping[str, Tensor]
+    ) -> None:
+        self._handles = (
+            optimizer.register_step_pre_hook(
+                lambda _opt, _args, _kwargs: _mask_grads(params, masks)
+            ),
+            optimizer.register_step_post_hook(
+                lambda opt, _args, _kwargs: _mask_weights_and_state(opt, params, masks)
+            ),
+        )
+
+    def remove(self) -> None:
+        """Stop masking: later ``optimizer.step()`` calls are plain steps again."""
+        for handle in self._handles:
+            handle.remove()
+
+
+def keep_pruned(
+    optimizer: Optimizer, params: Mapping[str, Tensor], masks: Mapping[str, Tensor]
+) -> KeepPruned:
+    """Make every later ``optimizer.step()`` a :func:`masked_step` (via step pre/post hooks).
+
+    For training loops you do not control (Lightning, HF ``Trainer``...). The masks are captured
+    as given: to change them, ``remove()`` the returned handle and call ``keep_pruned`` again.
+    The weights are not touched until the next step; apply the masks first (e.g.
+    ``p.data.mul_(mask)``) if they are not zero yet.
+
+    >>> import torch, funcprune as fp
+    >>> w = torch.nn.Parameter(torch.ones(2))
+    >>> opt = torch.optim.SGD([w], lr=0.5, momentum=0.9)
+    >>> handle = fp.keep_pruned(opt, {"w": w}, {"w": torch.tensor([True, False])})
+    >>> w.grad = torch.ones(2)
+    >>> opt.step()
+    >>> w.detach()
+    tensor([0.5000, 0.0000])
+    >>> handle.remove()
+    """
+    _checked(optimizer, params, masks)
+    return KeepPruned(optimizer, dict(params), dict(masks))
+
+
+__all__ = ["KeepPruned", "keep_pruned", "masked_step"]

@@ -1,0 +1,280 @@
+"""Training without regrowth: torch.optim helpers, functional SGD/Adam against torch.optim, and
+straight-through masking."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+import funcprune as fp
+
+STEPS = 40
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    return torch.randn(16, 6, generator=gen, dtype=torch.float64), torch.randn(
+        16, 3, generator=gen, dtype=torch.float64
+    )
+
+
+def _loss(model: nn.Module, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    x, y = _data()
+    return ((functional_call(model, params, (x,)) - y) ** 2).mean()
+
+
+def _pruned_after_warmup(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """Dense steps (so momentum/moments are nonzero everywhere), then prune half of each weight."""
+    params = dict(model.named_parameters())
+    for _ in range(5):
+        opt.zero_grad()
+        _loss(model, params).backward()
+        opt.step()
+    masks = fp.only(fp.l1_unstructured(0.5), include="weight")(params)
+    with torch.no_grad():
+        for key, p in params.items():
+            p.mul_(masks[key])
+    return masks
+
+
+def _assert_pruned_zero(params: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:
+    for key, mask in masks.items():
+        assert torch.count_nonzero(params[key].detach()[~mask]) == 0, key
+
+
+OPTIMIZERS: list[Callable[[list[nn.Parameter]], torch.optim.Optimizer]] = [
+    lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.01),
+    lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.1),
+    lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.1),
+    lambda ps: torch.optim.Adam(ps, lr=0.01, weight_decay=0.1),
+    lambda ps: torch.optim.RMSprop(ps, lr=0.01, momentum=0.5, weight_decay=0.1),
+]
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS)
+@pytest.mark.parametrize("helper", ["masked_step", "keep_pruned"])
+def test_torch_optimizers_never_regrow(
+    make: Callable[[list[nn.Parameter]], torch.optim.Optimizer], helper: str
+) -> None:
+    model = _model()
+    params = dict(model.named_parameters())
+    opt = make(list(params.values()))
+    masks = _pruned_after_warmup(model, opt)
+    start = {k: p.detach().clone() for k, p in params.items()}
+    handle = fp.keep_pruned(opt, params, masks) if helper == "keep_pruned" else None
+    for _ in range(STEPS):
+        opt.zero_grad()
+        _loss(model, params).backward()
+        if handle is None:
+            fp.masked_step(opt, params, masks)
+        else:
+            opt.step()
+        _assert_pruned_zero(params, masks)
+    for key, mask in masks.items():  # the survivors still train
+        assert not torch.equal(params[key].detach()[mask], start[key][mask])
+    for key, mask in masks.items():  # per-entry state (momentum, moments) is zero where pruned
+        buffers = [
+            v for n, v in opt.state[params[key]].items() if n != "step" and v.shape == mask.shape
+        ]
+        assert buffers
+        for value in buffers:
+            assert torch.count_nonzero(value[~mask]) == 0 and torch.isfinite(value).all()
+
+
+def test_without_helpers_pruned_weights_come_back() -> None:
+    """The failure the helpers prevent (so the tests above can fail)."""
+    model = _model()
+    params = dict(model.named_parameters())
+    opt = torch.optim.SGD(params.values(), lr=0.05, momentum=0.9, weight_decay=0.01)
+    masks = _pruned_after_warmup(model, opt)
+    opt.zero_grad()
+    _loss(model, params).backward()
+    for key, mask in masks.items():
+        params[key].grad.mul_(mask)  # masking gradients alone is not enough: momentum remains
+    opt.step()
+    assert any(torch.count_nonzero(params[k].detach()[~m]) > 0 for k, m in masks.items())
+
+
+def test_keep_pruned_remove_restores_plain_steps() -> None:
+    w = nn.Parameter(torch.ones(2))
+    opt = torch.optim.SGD([w], lr=0.5)
+    handle = fp.keep_pruned(opt, {"w": w}, {"w": torch.tensor([True, False])})
+    handle.remove()
+    w.grad = torch.ones(2)
+    opt.step()
+    assert w.detach().tolist() == [0.5, 0.5]
+
+
+@pytest.mark.parametrize(
+    "opt",
+    [
+        fp.sgd(0.05, momentum=0.9, weight_decay=0.01),
+        fp.sgd(0.05, momentum=0.9, nesterov=True, weight_decay=0.1),
+        fp.sgd(0.05, momentum=0.5, dampening=0.3),
+        fp.adam(0.01, weight_decay=0.1),
+        fp.adam(0.01, weight_decay=0.1, decoupled_weight_decay=True),
+    ],
+)
+def test_functional_optimizers_never_regrow(
+    opt: fp.functional_optim.SGD | fp.functional_optim.Adam,
+) -> None:
+    model = _model()
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    state = opt.init(params)
+    for _ in range(5):  # dense warm-up fills momentum / moments everywhere
+        params, state = opt.step(params, grad(lambda p: _loss(model, p))(params), state)  # type: ignore[arg-type]
+    masks = fp.only(fp.l1_unstructured(0.5), include="weight")(params)
+    params = fp.apply_masks(params, masks)
+    before = dict(params)
+    for _ in range(STEPS):
+        params, state = opt.step(params, grad(lambda p: _loss(model, p))(params), state, masks)  # type: ignore[arg-type]
+        _assert_pruned_zero(params, masks)
+        buffers = (
+            [state.momentum]
+            if isinstance(state, fp.functional_optim.SGDState)
+            else [state.exp_avg, state.exp_avg_sq]
+        )
+        for buffer in buffers:
+            _assert_pruned_zero(buffer, masks)
+    for key, mask in masks.items():
+        assert not torch.equal(params[key][mask], before[key][mask])
+
+
+def _torch_twin(
+    opt: fp.functional_optim.SGD | fp.functional_optim.Adam, ps: list[nn.Parameter]
+) -> torch.optim.Optimizer:
+    if isinstance(opt, fp.functional_optim.SGD):
+        return torch.optim.SGD(
+            ps,
+            lr=opt.lr,
+            momentum=opt.momentum,
+            dampening=opt.dampening,
+            weight_decay=opt.weight_decay,
+            nesterov=opt.nesterov,
+        )
+    make = torch.optim.AdamW if opt.decoupled_weight_decay else torch.optim.Adam
+    return make(ps, lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay)
+
+
+functional_optimizers = st.one_of(
+    st.builds(
+        lambda lr, m, d, wd, n: fp.sgd(
+            lr, momentum=m, dampening=0.0 if n else d, weight_decay=wd, nesterov=n and m > 0
+        ),
+        st.floats(0.001, 0.5),
+        st.sampled_from([0.0, 0.5, 0.9]),
+        st.sampled_from([0.0, 0.1]),
+        st.sampled_from([0.0, 0.01, 0.3]),
+        st.booleans(),
+    ),
+    st.builds(
+        lambda lr, b1, b2, wd, dec: fp.adam(
+            lr, betas=(b1, b2), weight_decay=wd, decoupled_weight_decay=dec
+        ),
+        st.floats(0.001, 0.5),
+        st.sampled_from([0.0, 0.9]),
+        st.sampled_from([0.9, 0.999]),
+        st.sampled_from([0.0, 0.01, 0.3]),
+        st.booleans(),
+    ),
+)
+
+
+@given(functional_optimizers, st.integers(0, 2**16), st.booleans())
+def test_functional_matches_torch_optim(
+    opt: fp.functional_optim.SGD | fp.functional_optim.Adam, seed: int, masked: bool
+) -> None:
+    """Dense: the same numbers as torch.optim. Masked: the same as torch.optim + masked_step."""
+    gen = torch.Generator().manual_seed(seed)
+    params = {
+        "a": torch.randn(3, 4, generator=gen, dtype=torch.float64),
+        "b": torch.randn(4, generator=gen, dtype=torch.float64),
+    }
+    masks = {"a": torch.rand(3, 4, generator=gen) > 0.5} if masked else {}
+    params = fp.apply_masks(params, masks)
+    twins = {k: nn.Parameter(v.clone()) for k, v in params.items()}
+    torch_opt = _torch_twin(opt, list(twins.values()))
+    state = opt.init(params)
+    for _ in range(4):
+        grads = {
+            k: torch.randn(v.shape, generator=gen, dtype=torch.float64) for k, v in params.items()
+        }
+        params, state = opt.step(params, grads, state, masks)  # type: ignore[arg-type]
+        for key, g in grads.items():
+            twins[key].grad = g.clone()
+        fp.masked_step(torch_opt, twins, masks)
+        for key, p in params.items():
+            torch.testing.assert_close(p, twins[key].detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_functional_step_is_pure_and_vmappable() -> None:
+    opt = fp.adam(0.1, weight_decay=0.1)
+    params, grads = {"w": torch.randn(5, 4)}, {"w": torch.randn(5, 4)}
+    copies = (params["w"].clone(), grads["w"].clone())
+    masks = {"w": torch.rand(5, 4) > 0.5}
+    new, _ = opt.step(params, grads, opt.init(params), masks)
+    assert torch.equal(params["w"], copies[0]) and torch.equal(grads["w"], copies[1])
+
+    def one(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return opt.step({"w": p}, {"w": g}, opt.init({"w": p}), {"w": m})[0]["w"]
+
+    batched = vmap(one)(params["w"], grads["w"], masks["w"])
+    torch.testing.assert_close(batched, new["w"])
+
+
+def test_straight_through_values_and_dense_gradient() -> None:
+    model = _model()
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    masks = fp.l1_unstructured(0.5)(params)
+    st_params = fp.straight_through(params, masks)
+    for key, value in fp.apply_masks(params, masks).items():
+        assert torch.equal(st_params[key], value)
+    dense = grad(lambda p: _loss(model, fp.straight_through(p, masks)))(params)
+    at_masked = grad(lambda p: _loss(model, p))(fp.apply_masks(params, masks))
+    masked_grad = grad(lambda p: _loss(model, fp.apply_masks(p, masks)))(params)
+    for key in params:
+        torch.testing.assert_close(dense[key], at_masked[key], rtol=0, atol=0)
+        assert torch.equal(masked_grad[key], at_masked[key] * masks[key])
+    assert any(bool((dense[k][~m] != 0).any()) for k, m in masks.items())
+
+
+def test_straight_through_under_vmap() -> None:
+    w, m = torch.randn(3, 4), torch.rand(3, 4) > 0.5
+    out = vmap(lambda p, k: fp.straight_through({"w": p}, {"w": k})["w"])(w, m)
+    assert torch.equal(out, w * m)
+
+
+def test_errors() -> None:
+    w = nn.Parameter(torch.ones(2))
+    other = nn.Parameter(torch.ones(2))
+    opt = torch.optim.SGD([w], lr=0.1)
+    with pytest.raises(ValueError, match=r"\['v'\] are not among the optimizer's parameters"):
+        fp.masked_step(opt, {"w": w, "v": other}, {"v": torch.ones(2, dtype=torch.bool)})
+    with pytest.raises(KeyError, match="not parameters"):
+        fp.keep_pruned(opt, {"w": w}, {"x": torch.ones(2, dtype=torch.bool)})
+    with pytest.raises(TypeError, match=r"torch\.optim\.Optimizer"):
+        fp.masked_step("sgd", {"w": w}, {})  # type: ignore[arg-type]
+    sgd = fp.sgd(0.1)
+    with pytest.raises(KeyError, match=r"grads lacks keys \['b'\]"):
+        sgd.step({"a": torch.ones(1), "b": torch.ones(1)}, {"a": torch.ones(1)}, sgd.init({}))
+    with pytest.raises(ValueError, match="must match their parameters' shapes"):
+        sgd.step({"a": torch.ones(1)}, {"a": torch.ones(2)}, sgd.init({}))
+    with pytest.raises(ValueError, match="lr=-1"):
+        fp.sgd(-1)
+    with pytest.raises(ValueError, match="nesterov"):
+        fp.sgd(0.1, nesterov=True)
+    with pytest.raises(ValueError, match="betas"):
+        fp.adam(betas=(0.9, 1.0))
+    with pytest.raises(TypeError, match="eps"):
+        fp.adam(eps="small")  # type: ignore[arg-type]
