@@ -1,0 +1,144 @@
+"""Interop: pruned modules and state dicts <-> (params, masks), losslessly and bit for bit."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from compat_ops import MODELS, operations, run, same_value, values
+from hypothesis import event, given
+from hypothesis import strategies as st
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+import funcprune as fp
+import funcprune.compat as compat
+
+
+def _outputs(value: object) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    assert isinstance(value, tuple)
+    return [t for item in value for t in _outputs(item)]
+
+
+def _same_dict(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert sorted(a) == sorted(b)
+    assert all(same_value(a[k], b[k]) for k in a), [k for k in a if not same_value(a[k], b[k])]
+
+
+def _binary(model: nn.Module) -> bool:
+    return all(
+        bool(((b == 0) | (b == 1)).all()) for k, b in model.named_buffers() if k.endswith("_mask")
+    )
+
+
+@given(
+    model_name=st.sampled_from(sorted(MODELS)),
+    library=st.sampled_from(["torch", "compat"]),
+    data=st.data(),
+)
+def test_pruned_modules_round_trip_bit_for_bit(
+    model_name: str, library: str, data: st.DataObject
+) -> None:
+    prune = torch_prune if library == "torch" else compat
+    factory, input_shape = MODELS[model_name]
+    torch.manual_seed(0)
+    base = factory()
+    probe = copy.deepcopy(base)  # compat, which leaves a module intact when an operation fails
+    model = probe if library == "compat" else copy.deepcopy(base)
+    x = data.draw(values(input_shape), label="input")
+    shapes = {k: tuple(p.shape) for k, p in base.named_parameters()}
+    for index, op in enumerate(data.draw(operations(shapes))):
+        torch.manual_seed(index)
+        try:
+            run(compat, probe, op, x)
+        except Exception:
+            break
+        if model is not probe:
+            torch.manual_seed(index)
+            run(prune, model, op, x)
+    if not _binary(model):
+        event("non-binary mask")
+        with pytest.raises(ValueError, match="other than 0 and 1"):
+            fp.from_module(model)
+        return
+    params, masks = fp.from_module(model)
+    event(f"{len(masks)} masks")
+    assert sorted(params) == sorted(k for k, _ in base.named_parameters())
+    assert all(m.dtype == torch.bool for m in masks.values())
+    expected = _outputs(model(x))
+    ours = _outputs(fp.masked_call(copy.deepcopy(base), params, masks, x))
+    assert all(same_value(a, b) for a, b in zip(expected, ours, strict=True))
+    _same_dict(fp.to_state_dict(params, masks), model.state_dict())
+    again_params, again_masks = fp.from_state_dict(model.state_dict())
+    _same_dict(again_params, params)
+    _same_dict(again_masks, masks)
+    plain = copy.deepcopy(base)
+    plain.load_state_dict({k: v.detach() for k, v in params.items()})
+    fp.install_masks(plain, masks)
+    assert all(same_value(a, b) for a, b in zip(expected, _outputs(plain(x)), strict=True))
+    _same_dict(plain.state_dict(), model.state_dict())
+
+
+@given(data=st.data())
+def test_state_dict_round_trip(data: st.DataObject) -> None:
+    shapes = data.draw(
+        st.dictionaries(
+            st.sampled_from(["a", "b.w", "c_orig", "d_mask"]), st.sampled_from([(2,), (2, 3)])
+        )
+    )
+    params = {k: data.draw(values(s)) for k, s in shapes.items()}
+    masks = {
+        k: data.draw(values(s, tied=True)) > 0
+        for k, s in shapes.items()
+        if data.draw(st.booleans())
+    }
+    state = fp.to_state_dict(params, masks)
+    assert len(state) == len(params) + len(masks)
+    back_params, back_masks = fp.from_state_dict(state)
+    _same_dict(back_params, params)
+    _same_dict(back_masks, masks)
+
+
+def test_plain_module_and_loading_into_a_pruned_one() -> None:
+    lin = nn.Linear(3, 2)
+    params, masks = fp.from_module(lin)
+    assert masks == {} and all(params[k] is p for k, p in lin.named_parameters())
+    pruned = torch_prune.l1_unstructured(nn.Linear(3, 2), "weight", amount=3)
+    new_masks = {"weight": torch.tensor([[True, False, True], [False, True, True]])}
+    pruned.load_state_dict(fp.to_state_dict(params, new_masks))
+    assert torch.equal(pruned.weight_mask, new_masks["weight"].float())
+    x = torch.randn(4, 3)
+    assert torch.equal(pruned(x), fp.masked_call(lin, params, new_masks, x))
+
+
+def test_install_masks_on_nested_and_pruned_modules() -> None:
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    compat.l1_unstructured(net[0], "weight", amount=2)
+    extra = {"0.weight": torch.ones(3, 2, dtype=torch.bool), "2.bias": torch.tensor([False])}
+    extra["0.weight"][0, 0] = False
+    fp.install_masks(net, extra)
+    _, masks = fp.from_module(net)
+    assert set(masks) == {"0.weight", "2.bias"} and not bool(masks["0.weight"][0, 0])
+    assert int((~masks["0.weight"]).sum()) in (2, 3)
+    with pytest.raises(KeyError, match="nope"):
+        fp.install_masks(net, {"nope": torch.ones(1, dtype=torch.bool)})
+    with pytest.raises(ValueError, match="shape"):
+        fp.install_masks(net, {"2.weight": torch.ones(3, dtype=torch.bool)})
+    with pytest.raises(TypeError, match="bool"):
+        fp.install_masks(net, {"2.weight": torch.ones(1, 3)})
+
+
+def test_from_state_dict_keeps_unpaired_names() -> None:
+    state = {
+        "x_orig": torch.ones(1),
+        "y_mask": torch.ones(1),
+        "z_orig": torch.ones(2),
+        "z_mask": torch.tensor([1.0, 0.0]),
+    }
+    params, masks = fp.from_state_dict(state)
+    assert list(params) == ["x_orig", "y_mask", "z"] and list(masks) == ["z"]
+    with pytest.raises(ValueError, match="'z'"):
+        fp.from_state_dict({"z_orig": torch.ones(1), "z_mask": torch.tensor([0.5])})
