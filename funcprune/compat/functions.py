@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parameters_to_vector
 
 from funcprune.compat.base import BasePruningMethod
 from funcprune.compat.container import PruningContainer
@@ -80,7 +81,8 @@ def custom_from_mask(module: nn.Module, name: str, mask: Tensor) -> nn.Module:
 
 
 def _flat(tensors: list[Tensor]) -> Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors])
+    """torch's ``parameters_to_vector`` (its device checks too), non-contiguous tensors included."""
+    return parameters_to_vector(t.reshape(-1) for t in tensors)
 
 
 def global_unstructured(
