@@ -106,3 +106,14 @@ def test_lottery_ticket(
     printed = capsys.readouterr().out
     assert "ticket acc" in printed and printed.count("%") == 3 * 3
     assert_png(tmp_path / "lottery_ticket.png")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_migrate_from_torch_prune(
+    seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    migrate = load_example("migrate_from_torch_prune", monkeypatch)
+    checks = migrate.main(["--seed", str(seed), "--out", str(tmp_path)])
+    assert len(checks) == 8 and all(checks.values()), checks
+    assert (tmp_path / "torch_pruned.pt").is_file()
+    assert "funcprune.compat" in capsys.readouterr().out
