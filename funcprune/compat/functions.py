@@ -100,7 +100,7 @@ def global_unstructured(
     Raises:
         TypeError: ``parameters`` not iterable, ``importance_scores`` not a dict, or a method
             whose ``PRUNING_TYPE`` is not ``"unstructured"``.
-        RuntimeError: no parameters (torch cannot concatenate nothing).
+        ValueError: no parameters (torch cannot concatenate nothing).
     """
     if not isinstance(parameters, Iterable):
         raise TypeError(
