@@ -35,14 +35,24 @@ from funcprune.types import Params
 
 
 class SGDState(NamedTuple):
-    """Steps taken so far (0-d int64) and one momentum buffer per key (empty without momentum)."""
+    """Steps taken so far (0-d int64) and one momentum buffer per key (empty without momentum).
+
+    >>> import torch, funcprune as fp
+    >>> fp.sgd(0.1, momentum=0.9).init({"w": torch.ones(2)})
+    SGDState(steps=tensor(0), momentum={'w': tensor([0., 0.])})
+    """
 
     steps: Tensor
     momentum: dict[str, Tensor]
 
 
 class AdamState(NamedTuple):
-    """Steps taken so far (0-d int64) and Adam's first and second moments per key."""
+    """Steps taken so far (0-d int64) and Adam's first and second moments per key.
+
+    >>> import torch, funcprune as fp
+    >>> fp.adam().init({"w": torch.ones(1)})
+    AdamState(steps=tensor(0), exp_avg={'w': tensor([0.])}, exp_avg_sq={'w': tensor([0.])})
+    """
 
     steps: Tensor
     exp_avg: dict[str, Tensor]
@@ -74,7 +84,12 @@ def _zeros(params: Params) -> dict[str, Tensor]:
 
 @dataclass(frozen=True)
 class SGD:
-    """torch.optim.SGD as a pure function, masked; see :func:`sgd`."""
+    """torch.optim.SGD as a pure function, masked; see :func:`sgd`.
+
+    >>> import funcprune as fp
+    >>> fp.sgd(0.1, momentum=0.9)
+    SGD(lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False)
+    """
 
     lr: float
     momentum: float = 0.0
@@ -83,7 +98,12 @@ class SGD:
     nesterov: bool = False
 
     def init(self, params: Params) -> SGDState:
-        """Zero step count and (with momentum) zero buffers shaped like ``params``."""
+        """Zero step count and (with momentum) zero buffers shaped like ``params``.
+
+        >>> import torch, funcprune as fp
+        >>> fp.sgd(0.1).init({"w": torch.ones(2)}).momentum  # no momentum, no buffers
+        {}
+        """
         check_params(params)
         return SGDState(torch.zeros((), dtype=torch.int64), _zeros(params) if self.momentum else {})
 
@@ -94,7 +114,13 @@ class SGD:
         state: SGDState,
         masks: Mapping[str, Tensor] | None = None,
     ) -> tuple[dict[str, Tensor], SGDState]:
-        """One SGD step; pruned entries of params and buffers come back exactly zero."""
+        """One SGD step; pruned entries of params and buffers come back exactly zero.
+
+        >>> import torch, funcprune as fp
+        >>> opt, params = fp.sgd(1.0), {"w": torch.tensor([2.0, 2.0])}
+        >>> opt.step(params, {"w": torch.ones(2)}, opt.init(params), {"w": torch.tensor([True, False])})[0]
+        {'w': tensor([1., 0.])}
+        """
         masks = _checked(params, grads, masks)
         new_params, buffers = {}, {}
         for key, p in params.items():
@@ -112,7 +138,12 @@ class SGD:
 
 @dataclass(frozen=True)
 class Adam:
-    """torch.optim.Adam / AdamW as a pure function, masked; see :func:`adam`."""
+    """torch.optim.Adam / AdamW as a pure function, masked; see :func:`adam`.
+
+    >>> import funcprune as fp
+    >>> fp.adam(0.01, weight_decay=0.1, decoupled_weight_decay=True).decoupled_weight_decay
+    True
+    """
 
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
@@ -121,7 +152,12 @@ class Adam:
     decoupled_weight_decay: bool = False
 
     def init(self, params: Params) -> AdamState:
-        """Zero step count and zero moments shaped like ``params``."""
+        """Zero step count and zero moments shaped like ``params``.
+
+        >>> import torch, funcprune as fp
+        >>> int(fp.adam().init({"w": torch.ones(2)}).steps)
+        0
+        """
         check_params(params)
         return AdamState(torch.zeros((), dtype=torch.int64), _zeros(params), _zeros(params))
 
@@ -132,7 +168,13 @@ class Adam:
         state: AdamState,
         masks: Mapping[str, Tensor] | None = None,
     ) -> tuple[dict[str, Tensor], AdamState]:
-        """One Adam step; pruned entries of params and moments come back exactly zero."""
+        """One Adam step; pruned entries of params and moments come back exactly zero.
+
+        >>> import torch, funcprune as fp
+        >>> opt, params = fp.adam(0.5), {"w": torch.tensor([2.0, 2.0])}
+        >>> opt.step(params, {"w": torch.ones(2)}, opt.init(params), {"w": torch.tensor([True, False])})[0]
+        {'w': tensor([1.5000, 0.0000])}
+        """
         masks = _checked(params, grads, masks)
         beta1, beta2 = self.betas
         steps = state.steps + 1

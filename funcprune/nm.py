@@ -97,7 +97,13 @@ def nm_keep(keys: Tensor, survivors: Tensor | None, n: int, m: int, dim: int) ->
 
 @dataclass(frozen=True, eq=False, repr=False)
 class NMSemistructured(Method):
-    """``n`` of every ``m`` consecutive entries along ``dim``; see :func:`nm_semistructured`."""
+    """``n`` of every ``m`` consecutive entries along ``dim``; see :func:`nm_semistructured`.
+
+    >>> import funcprune as fp
+    >>> method = fp.nm_semistructured(2, 4)
+    >>> isinstance(method, NMSemistructured), method.n, method.m, method.dim
+    (True, 2, 4, 1)
+    """
 
     n: int
     m: int

@@ -110,7 +110,14 @@ def masked_step(
 
 
 class KeepPruned:
-    """The hooks installed by :func:`keep_pruned`; ``remove()`` uninstalls them."""
+    """The hooks installed by :func:`keep_pruned`; ``remove()`` uninstalls them.
+
+    >>> import torch, funcprune as fp
+    >>> w = torch.nn.Parameter(torch.ones(2))
+    >>> opt = torch.optim.SGD([w], lr=0.5)
+    >>> isinstance(fp.keep_pruned(opt, {"w": w}, {}), KeepPruned)
+    True
+    """
 
     def __init__(
         self, optimizer: Optimizer, params: Mapping[str, Tensor], masks: Mapping[str, Tensor]
@@ -125,7 +132,17 @@ class KeepPruned:
         )
 
     def remove(self) -> None:
-        """Stop masking: later ``optimizer.step()`` calls are plain steps again."""
+        """Stop masking: later ``optimizer.step()`` calls are plain steps again.
+
+        >>> import torch, funcprune as fp
+        >>> w = torch.nn.Parameter(torch.ones(2))
+        >>> opt = torch.optim.SGD([w], lr=0.5)
+        >>> fp.keep_pruned(opt, {"w": w}, {"w": torch.tensor([True, False])}).remove()
+        >>> w.grad = torch.ones(2)
+        >>> opt.step()
+        >>> w.detach()
+        tensor([0.5000, 0.5000])
+        """
         for handle in self._handles:
             handle.remove()
 

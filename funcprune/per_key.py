@@ -20,7 +20,12 @@ from funcprune.types import Amount, Masks, Params, PruningMethod, Scores
 
 @dataclass(frozen=True, eq=False, repr=False)
 class PerKey(Method):
-    """One method per key, each seeing only its own parameter; see :func:`per_key`."""
+    """One method per key, each seeing only its own parameter; see :func:`per_key`.
+
+    >>> import funcprune as fp
+    >>> dict(fp.per_key(fp.l1_unstructured, {"a": 1, "b": 0.5}).methods)
+    {'a': l1_unstructured(1), 'b': l1_unstructured(0.5)}
+    """
 
     methods: tuple[tuple[str, PruningMethod], ...] = positional()
     factory: ClassVar[str] = "per_key"

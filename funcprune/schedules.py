@@ -38,7 +38,12 @@ def _as_tensor(step: int | Tensor) -> Tensor:
 
 
 class Schedule:
-    """Base of schedules: ``schedule(step) -> sparsity``; subclasses implement ``_at``."""
+    """Base of schedules: ``schedule(step) -> sparsity``; subclasses implement ``_at``.
+
+    >>> import funcprune as fp
+    >>> isinstance(fp.constant(0.5), Schedule)
+    True
+    """
 
     factory: ClassVar[str]
 
@@ -49,7 +54,12 @@ class Schedule:
     def __call__(self, step: Tensor) -> Tensor: ...
 
     def __call__(self, step: int | Tensor) -> float | Tensor:
-        """The target sparsity at ``step`` (a float for an int step, else a float64 tensor)."""
+        """The target sparsity at ``step`` (a float for an int step, else a float64 tensor).
+
+        >>> import torch, funcprune as fp
+        >>> fp.one_shot(0.5, at=2)(3), fp.one_shot(0.5, at=2)(torch.tensor([1, 2]))
+        (0.5, tensor([0.0000, 0.5000], dtype=torch.float64))
+        """
         value = self._at(_as_tensor(step))
         return value if isinstance(step, Tensor) else float(value)
 
@@ -65,7 +75,12 @@ class Schedule:
 
 @dataclass(frozen=True, repr=False)
 class Constant(Schedule):
-    """The same sparsity at every step; see :func:`constant`."""
+    """The same sparsity at every step; see :func:`constant`.
+
+    >>> import funcprune as fp
+    >>> fp.constant(0.25) == Constant(0.25)
+    True
+    """
 
     sparsity: float
     factory: ClassVar[str] = "constant"
@@ -76,7 +91,12 @@ class Constant(Schedule):
 
 @dataclass(frozen=True, repr=False)
 class OneShot(Schedule):
-    """0 before ``at``, ``sparsity`` from ``at`` on; see :func:`one_shot`."""
+    """0 before ``at``, ``sparsity`` from ``at`` on; see :func:`one_shot`.
+
+    >>> import funcprune as fp
+    >>> fp.one_shot(0.5, at=7).at
+    7
+    """
 
     sparsity: float
     at: int
@@ -88,7 +108,12 @@ class OneShot(Schedule):
 
 @dataclass(frozen=True, repr=False)
 class Polynomial(Schedule):
-    """Zhu & Gupta's gradual schedule; see :func:`polynomial`."""
+    """Zhu & Gupta's gradual schedule; see :func:`polynomial`.
+
+    >>> import funcprune as fp
+    >>> fp.polynomial(0.9, start=0, end=10).power
+    3.0
+    """
 
     final: float
     initial: float
