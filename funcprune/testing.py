@@ -62,7 +62,7 @@ def _layer(kind: str, width: Callable[[], int]) -> dict[str, tuple[int, ...]]:
 
 
 @st.composite
-def shapes(draw: st.DrawFn, *, max_side: int = 6) -> dict[str, tuple[int, ...]]:
+def layer_shapes(draw: st.DrawFn, *, max_side: int = 6) -> dict[str, tuple[int, ...]]:
     """Parameter shapes of one random layer, by parameter name (``weight``, maybe ``bias``).
 
     Linear ``(out, in)``, Conv1d ``(out, in, 3)``, Conv2d ``(out, in, 3, 3)``, Embedding
@@ -70,7 +70,7 @@ def shapes(draw: st.DrawFn, *, max_side: int = 6) -> dict[str, tuple[int, ...]]:
 
     >>> import funcprune.testing as fpt
     >>> from hypothesis import find
-    >>> find(fpt.shapes(), lambda s: len(s["weight"]) == 4)["weight"]
+    >>> find(fpt.layer_shapes(), lambda s: len(s["weight"]) == 4)["weight"]
     (1, 1, 3, 3)
     """
     kind = draw(st.sampled_from(_LAYERS))
@@ -96,7 +96,9 @@ def params(
     >>> sorted(find(fpt.params(), lambda p: len(p) >= 3))
     ['0.bias', '0.weight', '1.bias', '1.weight']
     """
-    layers = draw(st.lists(shapes(max_side=max_side), min_size=min_layers, max_size=max_layers))
+    layers = draw(
+        st.lists(layer_shapes(max_side=max_side), min_size=min_layers, max_size=max_layers)
+    )
     dtype = draw(st.sampled_from(list(dtypes)))
     style = draw(st.sampled_from(["gaussian", "ties", "zeros"]))
     gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
@@ -296,4 +298,13 @@ def check_method(
     return result
 
 
-__all__ = ["DTYPES", "amounts", "chains", "check_method", "masks", "methods", "params", "shapes"]
+__all__ = [
+    "DTYPES",
+    "amounts",
+    "chains",
+    "check_method",
+    "layer_shapes",
+    "masks",
+    "methods",
+    "params",
+]
