@@ -226,7 +226,7 @@ def _is_protocol(obj: object) -> bool:
 
 def _own_methods(cls: type) -> list[tuple[str, object]]:
     """Public methods and properties defined by ``cls`` itself that have docstrings."""
-    found = []
+    found: list[tuple[str, object]] = []
     for name, member in vars(cls).items():
         if name.startswith("_") and name != "__call__":
             continue
@@ -250,7 +250,7 @@ def document(entry: Entry) -> list[str]:
             sig = sig.removesuffix(" -> None")
         shown = f"{kind}{qualified}{sig or ''}"
         if _is_protocol(obj):
-            bases = ", ".join(b.__name__ for b in obj.__bases__)  # type: ignore[union-attr]
+            bases = ", ".join(b.__name__ for b in obj.__bases__)
             shown = f"class {qualified}({bases})"
         out += ["```text", shown, "```", ""]
         doc = inspect.getdoc(obj) if inspect.isroutine(obj) else obj.__doc__

@@ -159,5 +159,5 @@ def accuracy(
     y: Tensor,
 ) -> Tensor:
     """Fraction of ``x`` classified correctly with the masked parameters (a 0-d tensor; vmappable)."""
-    logits = fp.masked_call(model, params, masks, x)
+    logits: Tensor = fp.masked_call(model, params, masks, x)
     return (logits.argmax(dim=-1) == y).to(torch.float32).mean()

@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 from _digits import Data, accuracy, init_params, load_data, make_model, prunable, train
+from matplotlib.ticker import FuncFormatter
 from torch import Tensor, nn
 
 import funcprune as fp
@@ -95,7 +96,7 @@ def plot(rounds: Sequence[Round], rate: float, path: Path) -> None:
     ax.invert_xaxis()
     ticks = [100.0, 50.0, 20.0, 10.0, 5.0, 2.0, 1.0]
     ax.set_xticks([t for t in ticks if t >= min(remaining) * 0.9])
-    ax.get_xaxis().set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.get_xaxis().set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel("weights remaining (%, log scale)")
     ax.set_ylabel("test accuracy after training (%)")
     ax.set_title(f"Iterative magnitude pruning, {rate:.0%} of the remaining weights per round")
