@@ -8,6 +8,7 @@ model (parameters, buffers, state dict, plain pruned attributes, hooks, flat RNN
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,7 +69,12 @@ class Step:
     """One SGD step on ``model(x).sum()``."""
 
 
-Op = Prune | Global | Remove | Forward | Step
+@dataclass(frozen=True)
+class Reload:
+    """``torch.save`` the state dict and load it back into the model."""
+
+
+Op = Prune | Global | Remove | Forward | Step | Reload
 
 
 def _outputs(value: Any) -> list[Tensor]:
@@ -90,6 +96,11 @@ def run(prune: ModuleType, model: nn.Module, op: Op, x: Tensor) -> list[Tensor]:
         prune.remove(model, op.name)
     elif isinstance(op, Forward):
         return _outputs(model(x))
+    elif isinstance(op, Reload):
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        buffer.seek(0)
+        model.load_state_dict(torch.load(buffer))
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         optimizer.zero_grad()
@@ -170,13 +181,18 @@ def _name(item: tuple[str, Any]) -> str:
 
 
 @st.composite
-def values(draw: st.DrawFn, shape: tuple[int, ...], tied: bool | None = None) -> Tensor:
+def values(
+    draw: st.DrawFn,
+    shape: tuple[int, ...],
+    tied: bool | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
     """A float tensor of ``shape``: continuous, or small integers (many ties)."""
     generator = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
     tied = draw(st.booleans()) if tied is None else tied
     if tied:
-        return torch.randint(-2, 3, shape, generator=generator).to(torch.float32)
-    return torch.randn(shape, generator=generator)
+        return torch.randint(-2, 3, shape, generator=generator).to(dtype)
+    return torch.randn(shape, generator=generator, dtype=dtype)
 
 
 @st.composite
@@ -211,7 +227,8 @@ def prune_ops(draw: st.DrawFn, shapes: dict[str, tuple[int, ...]]) -> Prune:
         extra["n"] = draw(st.sampled_from(["fro", "nuc"] if matrix else VECTOR_NORMS))
     if kind in ("l1_unstructured", "ln_structured") and draw(st.booleans()):
         wrong = draw(st.integers(0, 10)) == 0
-        extra["importance_scores"] = draw(values((*shape, 1) if wrong else shape))
+        dtype = draw(st.sampled_from([torch.float32, torch.float32, torch.float64]))
+        extra["importance_scores"] = draw(values((*shape, 1) if wrong else shape, dtype=dtype))
     if kind == "custom_from_mask":
         binary = (draw(values(shape, tied=True)) > 0).to(
             draw(st.sampled_from([torch.float32, torch.bool, torch.int64]))
@@ -233,10 +250,10 @@ def global_ops(draw: st.DrawFn, shapes: dict[str, tuple[int, ...]]) -> Global:
 
 @st.composite
 def operations(draw: st.DrawFn, shapes: dict[str, tuple[int, ...]]) -> list[Op]:
-    """1 to 6 operations: prunes 6 in 10, then global, remove, forward, SGD step 1 in 10 each."""
+    """1 to 6 operations: prunes 6 in 11, then global, remove, forward, SGD step, reload."""
     ops: list[Op] = []
     for _ in range(draw(st.integers(1, 6))):
-        pick = draw(st.integers(0, 9))
+        pick = draw(st.integers(0, 10))
         if pick < 6:
             ops.append(draw(prune_ops(shapes)))
         elif pick == 6:
@@ -244,7 +261,7 @@ def operations(draw: st.DrawFn, shapes: dict[str, tuple[int, ...]]) -> list[Op]:
         elif pick == 7:
             ops.append(Remove(draw(st.sampled_from(list(shapes)))))
         else:
-            ops.append(Forward() if pick == 8 else Step())
+            ops.append([Forward(), Step(), Reload()][pick - 8])
     return ops
 
 
@@ -254,6 +271,7 @@ __all__ = [
     "Global",
     "Op",
     "Prune",
+    "Reload",
     "Remove",
     "Step",
     "assert_same",
