@@ -15,6 +15,8 @@ from types import ModuleType
 import pytest
 import torch
 
+import funcprune as fp
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -117,3 +119,28 @@ def test_migrate_from_torch_prune(
     assert len(checks) == 8 and all(checks.values()), checks
     assert (tmp_path / "torch_pruned.pt").is_file()
     assert "funcprune.compat" in capsys.readouterr().out
+
+
+def test_digits_sweep_vmapped_results_equal_a_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's two vmapped calls give what one call per amount gives."""
+    demo = load_example("digits_sweep", monkeypatch)
+    digits = sys.modules["_digits"]
+    model = digits.make_model()
+    params = digits.init_params(5)
+    generator = torch.Generator().manual_seed(0)
+    x, y = (
+        torch.rand(40, 1, 8, 8, generator=generator),
+        torch.randint(0, 10, (40,), generator=generator),
+    )
+    data = digits.Data(x, y, x, y)
+    weights = digits.prunable(params)
+    amounts = torch.tensor([0.0, 0.3, 0.55, 0.9])
+    for name, factory in demo.method_factories(weights, seed=3).items():
+        result = demo.sweep(model, params, factory, amounts, data, weights)
+        for i, amount in enumerate(amounts.tolist()):
+            masks = factory(torch.tensor(amount))(params)
+            accuracy = float(digits.accuracy(model, params, masks, x, y))
+            assert result.accuracy[i] == pytest.approx(accuracy, abs=1e-6), (name, amount)
+            only_weights = {key: params[key] for key in weights}
+            expected = fp.sparsity({k: masks[k] for k in weights}, only_weights)
+            assert result.sparsity[i] == pytest.approx(expected.overall), (name, amount)
