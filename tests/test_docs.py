@@ -139,3 +139,30 @@ def test_readme_keeps_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "./run demo" in readme and "./run test" in readme
     assert os.access(ROOT / "run", os.X_OK)
+
+
+LINK = re.compile(r"\]\((?!https?://)(?P<path>[^)#\s]*)(?:#(?P<anchor>[^)\s]*))?\)")
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings (code fences skipped)."""
+    text = FENCE.sub("", page.read_text())
+    headings = re.findall(r"^#{1,6} +(.+?) *$", text, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def test_relative_links_resolve() -> None:
+    broken = []
+    for page in PAGES:
+        text = FENCE.sub("", page.read_text())
+        for match in LINK.finditer(text):
+            target = (page.parent / match["path"]).resolve() if match["path"] else page
+            if not target.exists():
+                broken.append(f"{page.name}: {match['path']} does not exist")
+            elif (
+                match["anchor"]
+                and target.suffix == ".md"
+                and match["anchor"] not in anchors(target)
+            ):
+                broken.append(f"{page.name}: no heading #{match['anchor']} in {target.name}")
+    assert not broken, broken
