@@ -74,8 +74,13 @@ def _checked(
     return masks
 
 
-def _masked(t: Tensor, mask: Tensor | None) -> Tensor:
-    return t if mask is None else t * mask
+def _keep(mask: Tensor | None, param: Tensor) -> Tensor | None:
+    """The mask in the parameter's dtype (a same-dtype product is much faster than one with bool)."""
+    return None if mask is None else mask.to(param.dtype)
+
+
+def _masked(t: Tensor, keep: Tensor | None) -> Tensor:
+    return t if keep is None else t * keep
 
 
 def _zeros(params: Params) -> dict[str, Tensor]:
@@ -124,15 +129,16 @@ class SGD:
         masks = _checked(params, grads, masks)
         new_params, buffers = {}, {}
         for key, p in params.items():
-            mask = masks.get(key)
-            d_p = _masked(
-                grads[key] + self.weight_decay * p if self.weight_decay else grads[key], mask
-            )
+            keep = _keep(masks.get(key), p)
+            d_p = grads[key].add(p, alpha=self.weight_decay) if self.weight_decay else grads[key]
+            d_p = _masked(d_p, keep)
             if self.momentum:
-                blended = self.momentum * state.momentum[key] + (1 - self.dampening) * d_p
-                buffers[key] = _masked(torch.where(state.steps == 0, d_p, blended), mask)
-                d_p = d_p + self.momentum * buffers[key] if self.nesterov else buffers[key]
-            new_params[key] = _masked(p - self.lr * d_p, mask)
+                buffer = state.momentum[key].mul(self.momentum).add(d_p, alpha=1 - self.dampening)
+                if self.dampening:  # torch starts the buffer at d_p, undamped
+                    buffer = torch.where(state.steps == 0, d_p, buffer)
+                buffers[key] = _masked(buffer, keep)
+                d_p = d_p.add(buffers[key], alpha=self.momentum) if self.nesterov else buffers[key]
+            new_params[key] = _masked(p.add(d_p, alpha=-self.lr), keep)
         return new_params, SGDState(state.steps + 1, buffers)
 
 
@@ -181,21 +187,21 @@ class Adam:
         correction1 = 1 - beta1 ** steps.to(torch.float64)
         correction2_sqrt = (1 - beta2 ** steps.to(torch.float64)).sqrt()
         new_params, exp_avg, exp_avg_sq = {}, {}, {}
+        step_size = self.lr / correction1
         for key, p in params.items():
-            mask = masks.get(key)
+            keep = _keep(masks.get(key), p)
             grad = grads[key]
             if self.weight_decay and self.decoupled_weight_decay:
-                p = p * (1 - self.lr * self.weight_decay)
+                p = p.mul(1 - self.lr * self.weight_decay)
             elif self.weight_decay:
-                grad = grad + self.weight_decay * p
-            grad = _masked(grad, mask)
-            exp_avg[key] = _masked(torch.lerp(state.exp_avg[key], grad, 1 - beta1), mask)
-            exp_avg_sq[key] = _masked(
-                state.exp_avg_sq[key] * beta2 + (1 - beta2) * grad * grad, mask
-            )
-            step_size = (self.lr / correction1).to(p.dtype)
-            denom = exp_avg_sq[key].sqrt() / correction2_sqrt.to(p.dtype) + self.eps
-            new_params[key] = _masked(p - step_size * exp_avg[key] / denom, mask)
+                grad = grad.add(p, alpha=self.weight_decay)
+            grad = _masked(grad, keep)
+            exp_avg[key] = _masked(state.exp_avg[key].lerp(grad, 1 - beta1), keep)
+            second = state.exp_avg_sq[key].mul(beta2).addcmul(grad, grad, value=1 - beta2)
+            exp_avg_sq[key] = _masked(second, keep)
+            denom = (exp_avg_sq[key].sqrt() / correction2_sqrt.to(p.dtype)).add(self.eps)
+            update = step_size.to(p.dtype) * exp_avg[key] / denom
+            new_params[key] = _masked(p - update, keep)
         return new_params, AdamState(steps, exp_avg, exp_avg_sq)
 
 
