@@ -66,9 +66,9 @@ def sweep(
     """Masks for all amounts in one vmapped call, then accuracy of all mask sets in another."""
     stacked = vmap(lambda amount: factory(amount)(params))(amounts)
     accuracies = vmap(lambda m: accuracy(model, params, m, data.x_test, data.y_test))(stacked)
-    only_weights = {key: params[key] for key in weights}
+    only_weights = {key: p for key, p in params.items() if key in weights}
     sparsities = [
-        fp.sparsity({key: stacked[key][i] for key in weights}, only_weights)
+        fp.sparsity({key: stacked[key][i] for key in only_weights}, only_weights)
         for i in range(len(amounts))
     ]
     return Sweep(
