@@ -66,7 +66,9 @@ def lottery(model: nn.Module, data: Data, args: argparse.Namespace) -> list[Roun
             model, control_init, masks, data, args, f"round {r} control"
         )
         weight_params = {key: p for key, p in init.items() if key in weights}
-        sparsity = fp.sparsity({k: m for k, m in masks.items() if k in weights}, weight_params)
+        sparsity = fp.sparsity(
+            {k: m for k, m in masks.items() if k in weights}, weight_params
+        ).overall
         rounds.append(Round(sparsity, ticket_acc, control_acc))
         print(
             f"{r:5d} | {1 - sparsity:9.1%} | {ticket_acc:13.1%} | {control_acc:15.1%}", flush=True
