@@ -191,7 +191,8 @@ def signature(obj: object) -> str | None:
         return _Annotation(annotation) if isinstance(annotation, str) else annotation
 
     params = [p.replace(annotation=unquote(p.annotation)) for p in sig.parameters.values()]
-    return str(sig.replace(parameters=params, return_annotation=unquote(sig.return_annotation)))
+    shown = str(sig.replace(parameters=params, return_annotation=unquote(sig.return_annotation)))
+    return re.sub(r"ForwardRef\('([^']*)'\)", r"\1", shown)  # inside evaluated generics
 
 
 def _alias_source(entry: Entry) -> tuple[str, str] | None:
