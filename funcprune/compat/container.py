@@ -77,11 +77,11 @@ class PruningContainer(BasePruningMethod):
     until one is set.
     """
 
-    def __init__(self, *methods: BasePruningMethod) -> None:
+    def __init__(self, *args: BasePruningMethod) -> None:
         self._pruning_methods: tuple[BasePruningMethod | None, ...] = ()
-        if methods:
-            self._tensor_name = methods[0]._tensor_name
-        for method in methods:
+        if args:
+            self._tensor_name = args[0]._tensor_name
+        for method in args:
             self.add_pruning_method(method)
 
     def add_pruning_method(self, method: BasePruningMethod | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import io
 import pickle
 from types import ModuleType
@@ -214,3 +215,39 @@ def test_is_pruned_and_remove_on_nested_modules() -> None:
     assert compat.is_pruned(net) and not torch_prune.is_pruned(net)
     assert compat.remove(net[1][0], "bias") is net[1][0]
     assert not compat.is_pruned(net)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        *(n for n in compat.__all__ if not isinstance(getattr(compat, n), type)),
+        *(
+            f"{c}.{m}"
+            for c in compat.__all__
+            if isinstance(getattr(compat, c), type)
+            for m in ("__init__", "apply", "compute_mask", "prune", "remove", "apply_mask")
+        ),
+    ],
+)
+def test_signatures_match_torch(name: str) -> None:
+    def resolve(module: ModuleType) -> Any:
+        obj: Any = module
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    theirs, ours = inspect.signature(resolve(torch_prune)), inspect.signature(resolve(compat))
+    assert [(p.name, p.kind, p.default) for p in theirs.parameters.values()] == [
+        (p.name, p.kind, p.default) for p in ours.parameters.values()
+    ]
+
+
+def test_same_public_names_as_torch() -> None:
+    torch_names = {n for n in vars(torch_prune) if not n.startswith("__")} - {
+        "ABC",
+        "Iterable",
+        "abstractmethod",
+        "numbers",
+        "torch",
+    }
+    assert torch_names == set(compat.__all__)
