@@ -3,7 +3,7 @@
 The pattern sparse tensor cores accelerate (2:4 on NVIDIA Ampere and later) groups ``m``
 consecutive entries along the *input* dim of a weight (dim 1 of a Linear ``(out, in)`` or a Conv
 ``(out, in, *kernel)`` weight) and keeps ``n`` of each group. Ranking is exact and static-shaped
-(pairwise comparisons inside each group), so it works under ``torch.func.vmap`` and
+(a stable sort inside each group), so it works under ``torch.func.vmap`` and
 ``torch.compile``; ties keep the entry with the higher index (torch's rule "prune the lowest flat
 index first").
 
@@ -66,9 +66,9 @@ def _ungrouped(t: Tensor, dim: int, shape: torch.Size) -> Tensor:
 def nm_keep(keys: Tensor, survivors: Tensor | None, n: int, m: int, dim: int) -> Tensor:
     """Keep mask: the ``n`` largest ``keys`` among the survivors of every ``m``-group along ``dim``.
 
-    Entry ``i`` is beaten by ``j`` when ``keys[j] > keys[i]``, or they tie and ``j > i``; it is kept
-    when fewer than ``n`` surviving entries of its group beat it. A group with fewer than ``n``
-    survivors keeps all of them.
+    Ties keep the higher index. A group with fewer than ``n`` survivors keeps all of them. Each
+    group is sorted (stably, descending, in reversed order so that ties put the higher index
+    first) and its first ``n`` survivors are kept: static shapes, exact for int32 and int64 keys.
 
     Args:
         keys: integer keys (from :func:`funcprune.select.order_keys`), ``dim`` divisible by ``m``.
@@ -81,18 +81,15 @@ def nm_keep(keys: Tensor, survivors: Tensor | None, n: int, m: int, dim: int) ->
     >>> nm_keep(torch.tensor([3, 1, 1, 0]), None, 2, 4, 0)
     tensor([ True, False,  True, False])
     """
-    grouped = _grouped(keys, dim, m)
-    mine, theirs = grouped.unsqueeze(-2), grouped.unsqueeze(-1)  # [..., j, i] layout
-    index = torch.arange(m, device=keys.device)
-    later = index.unsqueeze(-1) > index  # later[j, i] = j > i
-    beats = (theirs > mine) | ((theirs == mine) & later)
-    alive = None if survivors is None else _grouped(survivors, dim, m)
-    if alive is not None:
-        beats = beats & alive.unsqueeze(-1)
-    keep = beats.sum(dim=-2) < n
-    if alive is not None:
-        keep = keep & alive
-    return _ungrouped(keep, dim, keys.shape)
+    reversed_keys = _grouped(keys, dim, m).flip(-1)
+    order = torch.sort(reversed_keys, dim=-1, descending=True, stable=True).indices
+    if survivors is None:
+        chosen = (torch.arange(m, device=keys.device) < n).expand(order.shape)
+    else:
+        alive = _grouped(survivors, dim, m).flip(-1).gather(-1, order)
+        chosen = alive & (alive.cumsum(-1) <= n)
+    keep = torch.zeros(order.shape, dtype=torch.bool, device=keys.device).scatter(-1, order, chosen)
+    return _ungrouped(keep.flip(-1), dim, keys.shape)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
