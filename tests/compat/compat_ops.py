@@ -26,6 +26,7 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
 }
 VECTOR_NORMS: list[Any] = [1, 2, 3, 0, -1, 0.5, math.inf, -math.inf]
 PRUNE_KINDS = [
+    "every_other",
     "identity",
     "random_unstructured",
     "l1_unstructured",
@@ -83,12 +84,37 @@ def _outputs(value: Any) -> list[Tensor]:
     return [t for item in value for t in _outputs(item)]
 
 
+_CUSTOM: dict[str, type] = {}
+
+
+def every_other(prune: ModuleType) -> type:
+    """A user method (the seed paper's): prune every other remaining entry, then ``amount`` more."""
+    if prune.__name__ not in _CUSTOM:
+
+        class EveryOther(prune.BasePruningMethod):  # type: ignore[misc, name-defined]
+            PRUNING_TYPE = "unstructured"
+
+            def __init__(self, amount: Any = 0) -> None:
+                self.amount = amount
+
+            def compute_mask(self, t: Tensor, default_mask: Tensor) -> Tensor:
+                mask = default_mask.clone()
+                mask.view(-1)[:: 2 + self.amount] = 0
+                return mask
+
+        _CUSTOM[prune.__name__] = EveryOther
+    return _CUSTOM[prune.__name__]
+
+
 def run(prune: ModuleType, model: nn.Module, op: Op, x: Tensor) -> list[Tensor]:
     """Perform ``op`` on ``model`` with ``prune`` (torch's module or funcprune.compat)."""
-    if isinstance(op, Prune):
+    if isinstance(op, Prune) and op.kind == "every_other":
+        every_other(prune).apply(model, op.name, **op.extra)
+    elif isinstance(op, Prune):
         getattr(prune, op.kind)(model, op.name, **op.extra)
     elif isinstance(op, Global):
-        method = prune.L1Unstructured if op.method == "l1" else prune.RandomUnstructured
+        methods = {"l1": prune.L1Unstructured, "random": prune.RandomUnstructured}
+        method = methods.get(op.method) or every_other(prune)
         scores = None if op.scores is None else {(model, k): v for k, v in op.scores.items()}
         pairs = [(model, name) for name in op.names]
         prune.global_unstructured(pairs, method, importance_scores=scores, amount=op.amount)
@@ -216,7 +242,9 @@ def prune_ops(draw: st.DrawFn, shapes: dict[str, tuple[int, ...]]) -> Prune:
     shape = shapes.get(name, (2,))
     units = math.prod(shape)
     extra: dict[str, Any] = {}
-    if kind != "identity" and kind != "custom_from_mask":
+    if kind == "every_other":
+        extra["amount"] = draw(st.integers(0, 2))
+    elif kind != "identity" and kind != "custom_from_mask":
         extra["amount"] = draw(amounts(units if kind.endswith("unstructured") else max(shape)))
     if kind in ("random_structured", "ln_structured"):
         extra["dim"] = draw(
@@ -241,11 +269,12 @@ def prune_ops(draw: st.DrawFn, shapes: dict[str, tuple[int, ...]]) -> Prune:
 def global_ops(draw: st.DrawFn, shapes: dict[str, tuple[int, ...]]) -> Global:
     names = tuple(draw(st.lists(st.sampled_from(list(shapes)), unique=True, max_size=len(shapes))))
     total = sum(math.prod(shapes[n]) for n in names)
-    method = draw(st.sampled_from(["l1", "random"]))
+    method = draw(st.sampled_from(["l1", "random", "every_other"]))
     scores = None
     if method == "l1" and draw(st.booleans()):
         scores = {n: draw(values(shapes[n])) for n in names if draw(st.booleans())}
-    return Global(method, names, draw(amounts(total)), scores)
+    amount = draw(st.integers(0, 2) if method == "every_other" else amounts(total))
+    return Global(method, names, amount, scores)
 
 
 @st.composite
