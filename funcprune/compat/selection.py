@@ -28,15 +28,8 @@ def _core_choice(values: Tensor, k: int, largest: bool) -> Tensor | None:
         [order_keys(values)], [None], torch.tensor(smallest, device=values.device)
     )[0]
     chosen = kept if largest else ~kept
-    edge_in, edge_out = (
-        (values[chosen].min(), values[~chosen].max())
-        if largest
-        else (
-            values[chosen].max(),
-            values[~chosen].min(),
-        )
-    )
-    return None if bool(edge_in == edge_out) else chosen
+    low, high = (values[~chosen], values[chosen]) if largest else (values[chosen], values[~chosen])
+    return None if bool(low.max() == high.min()) else chosen  # equal: a tie at the boundary
 
 
 def topk_mask(values: Tensor, k: int, *, largest: bool) -> Tensor:
