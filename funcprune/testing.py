@@ -133,6 +133,32 @@ def masks(draw: st.DrawFn, params: Params) -> Masks:
     return result
 
 
+@st.composite
+def importance_scores(draw: st.DrawFn, params: Params) -> dict[str, Tensor]:
+    """Importance scores for some keys of ``params``: floating tensors of their shapes.
+
+    Gaussian or small integers (ties), in float32 or the parameter's dtype.
+
+    >>> import torch, funcprune.testing as fpt
+    >>> from hypothesis import find
+    >>> p = {"w": torch.zeros(2, 3, dtype=torch.float64)}
+    >>> find(fpt.importance_scores(p), lambda s: "w" in s)["w"].shape
+    torch.Size([2, 3])
+    """
+    result = {}
+    for key, p in params.items():
+        if draw(st.booleans()):
+            gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+            tied = draw(st.booleans())
+            value = (
+                torch.randint(-3, 4, p.shape, generator=gen)
+                if tied
+                else torch.randn(p.shape, generator=gen)
+            )
+            result[key] = value.to(draw(st.sampled_from([torch.float32, p.dtype])))
+    return result
+
+
 def amounts(*, max_count: int = 0) -> st.SearchStrategy[Amount]:
     """Valid amounts: a float in [0, 1], a 0-d float32/float64 tensor in [0, 1], or an int count.
 
@@ -168,9 +194,9 @@ def methods(
     """One built-in method valid for ``params`` (and ``incoming`` masks), or for any params.
 
     Without ``params``: unstructured methods with fractional amounts (valid for every parameter
-    dict). With ``params``: also structured, N:M and ``custom_from_mask`` methods, restricted with
-    :func:`funcprune.only` to the keys they fit, and (with ``counts``) int counts no larger than
-    what remains after ``incoming``.
+    dict). With ``params``: also structured, N:M, ``custom_from_mask`` and ``per_key`` methods,
+    restricted with :func:`funcprune.only` to the keys they fit, and (with ``counts``) int counts
+    no larger than what remains after ``incoming``.
 
     >>> import torch, funcprune.testing as fpt
     >>> from hypothesis import find
@@ -184,7 +210,11 @@ def methods(
     left = _remaining(params, incoming or {})
     per_key = amounts(max_count=min(left.values(), default=0)) if counts else fraction
     overall = amounts(max_count=sum(left.values())) if counts else fraction
-    options = [_unstructured(per_key, overall), st.builds(fp.custom_from_mask, masks(params))]
+    options = [
+        _unstructured(per_key, overall),
+        st.builds(fp.custom_from_mask, masks(params)),
+        _per_key(list(params), fraction),
+    ]
     matrices = [key for key, p in params.items() if p.dim() >= 2]
     if matrices:
         options += [_structured(matrices, fraction), _nm(params)]
@@ -217,6 +247,16 @@ def _structured(
 
 
 @st.composite
+def _per_key(
+    draw: st.DrawFn, keys: list[str], fraction: st.SearchStrategy[Amount]
+) -> PruningMethod:
+    chosen = draw(st.lists(st.sampled_from(keys), unique=True)) if keys else []
+    factories: list[Callable[..., PruningMethod]] = [fp.l1_unstructured, fp.random_unstructured]
+    factory = draw(st.sampled_from(factories))
+    return fp.per_key(factory, {key: draw(fraction) for key in chosen})
+
+
+@st.composite
 def _nm(draw: st.DrawFn, params: Params) -> PruningMethod:
     m = draw(st.integers(1, 4))
     fits = [key for key, p in params.items() if p.dim() >= 2 and p.shape[1] % m == 0]
@@ -227,8 +267,9 @@ def _nm(draw: st.DrawFn, params: Params) -> PruningMethod:
 
 @st.composite
 def chains(draw: st.DrawFn, params: Params | None = None, *, max_length: int = 3) -> PruningMethod:
-    """``fp.chain`` of up to ``max_length`` methods from :func:`methods` (fractional amounts only,
-    since earlier methods shrink what later counts could refer to).
+    """An ``fp.chain`` of up to ``max_length`` methods from :func:`methods`.
+
+    Amounts are fractions only, since earlier methods shrink what a later count could refer to.
 
     >>> import funcprune.testing as fpt
     >>> from hypothesis import find
@@ -303,6 +344,7 @@ __all__ = [
     "amounts",
     "chains",
     "check_method",
+    "importance_scores",
     "layer_shapes",
     "masks",
     "methods",

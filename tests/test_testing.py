@@ -45,6 +45,18 @@ def test_masks_fit_their_params(
     fp.apply_masks(params, masks)  # the library accepts them
 
 
+@given(params_and_masks, st.data())
+def test_importance_scores_fit_their_params(
+    case: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]], data: st.DataObject
+) -> None:
+    params, _ = case
+    scores = data.draw(fpt.importance_scores(params))
+    assert set(scores) <= set(params)
+    for key, score in scores.items():
+        assert score.is_floating_point() and score.shape == params[key].shape
+    fp.l1_unstructured(0.5)(params, importance_scores=scores)
+
+
 @given(fpt.amounts(max_count=7))
 def test_amounts_are_valid(amount: fp.Amount) -> None:
     checked = check_amount(amount)
@@ -62,7 +74,8 @@ def test_built_in_methods_pass_the_contract(
 ) -> None:
     params, masks = case
     method = data.draw(fpt.methods(params, masks))
-    fpt.check_method(method, params, masks)
+    scores = data.draw(fpt.importance_scores(params))
+    fpt.check_method(method, params, masks, importance_scores=scores)
 
 
 @given(params_and_masks, st.data())
