@@ -28,11 +28,13 @@ import funcprune.compat as compat
 def _attempt(
     prune: object, model: nn.Module, op: object, x: torch.Tensor, seed: int
 ) -> tuple[type | None, list[torch.Tensor]]:
+    """The error type (or ``None``) and the outputs, which end with the global RNG's state."""
     torch.manual_seed(seed)
     try:
-        return None, run(prune, model, op, x)  # type: ignore[arg-type]
+        outputs = run(prune, model, op, x)  # type: ignore[arg-type]
     except Exception as error:
-        return type(error), []
+        return type(error), [torch.random.get_rng_state()]
+    return None, [*outputs, torch.random.get_rng_state()]
 
 
 def _extends_a_container(model: nn.Module, op: object) -> bool:
