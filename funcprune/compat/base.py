@@ -105,13 +105,13 @@ class BasePruningMethod(ABC):
             raise AssertionError(f"Module {module} has to be pruned before pruning can be removed")
         name = self._tensor_name
         weight = self.apply_mask(module)
-        if hasattr(module, name):
-            delattr(module, name)
         orig = module._parameters[name + "_orig"]
         if orig is None:
             raise KeyError(
                 f"{name}_orig of {type(module).__name__} is None, not a pruned Parameter"
             )
+        if hasattr(module, name):
+            delattr(module, name)
         orig.data = weight.data
         del module._parameters[name + "_orig"]
         del module._buffers[name + "_mask"]
