@@ -53,9 +53,8 @@ def _allocate(ideal: dict[str, Fraction], total: int) -> dict[str, int]:
     size).
     """
     counts = {key: math.floor(x) for key, x in ideal.items()}
-    order = sorted(
-        ideal, key=lambda key: ideal[key] - counts[key], reverse=True
-    )  # stable: key order
+    # sorted() is stable: equal remainders go to the earlier key
+    order = sorted(ideal, key=lambda key: ideal[key] - counts[key], reverse=True)
     for key in order[: total - sum(counts.values())]:
         counts[key] += 1
     return counts
