@@ -31,13 +31,12 @@ from torch.nn.utils import prune as torch_prune
 from funcprune._checks import check_masks, check_params
 from funcprune.types import Masks, Params
 
-_HOOK_TYPES = (torch_prune.BasePruningMethod,)
-
 
 def _pruning_hook_types() -> tuple[type, ...]:
+    """torch's and funcprune.compat's pruning-method base classes."""
     from funcprune.compat import BasePruningMethod  # compat imports the core: import at use
 
-    return (*_HOOK_TYPES, BasePruningMethod)
+    return (torch_prune.BasePruningMethod, BasePruningMethod)
 
 
 def _bool_mask(key: str, mask: Tensor) -> Tensor:
