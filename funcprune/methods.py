@@ -26,7 +26,7 @@ from funcprune._checks import check_floating, check_tensor_dict
 from funcprune._method import Method, all_kept, positional
 from funcprune._random import random_keys
 from funcprune.amount import check_amount, units_to_prune
-from funcprune.select import order_keys, prune_smallest
+from funcprune.select import order_keys, prune_smallest, prune_smallest_magnitudes
 from funcprune.types import Amount, Masks, Params, Scores
 
 Norm = int | float | Literal["fro", "nuc"]
@@ -236,22 +236,18 @@ class GlobalUnstructured(Method):
             start=torch.tensor(0),
         )
         count = units_to_prune(self.amount, remaining, key="<all parameters>", unit="entries")
-        keys = self._keys(params, scores)
-        return dict(zip(params, prune_smallest(keys, survivors, count), strict=True))
-
-    def _keys(self, params: Params, scores: Scores) -> list[Tensor]:
         if self.scores == "random":
-            return [
+            keys = [
                 random_keys(self.seed, k, p.numel(), p.device).reshape(p.shape)
                 for k, p in params.items()
             ]
+            return dict(zip(params, prune_smallest(keys, survivors, count), strict=True))
         sources = {key: scores.get(key, param) for key, param in params.items()}
         for key, source in sources.items():
             role = "importance score" if key in scores else "parameter"
             check_floating(key, source, role, self.factory)
-        wide = any(s.dtype == torch.float64 for s in sources.values())
-        dtype = torch.float64 if wide else torch.float32
-        return [order_keys(s.abs().to(dtype)) for s in sources.values()]
+        kept = prune_smallest_magnitudes(list(sources.values()), survivors, count)
+        return dict(zip(params, kept, strict=True))
 
 
 def _check_seed(seed: object) -> int:

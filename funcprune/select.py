@@ -24,7 +24,8 @@ tensor([ True, False,  True, False])
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -34,8 +35,9 @@ from funcprune._tensors import is_concrete
 _DIGIT_BITS = 16
 _BINS = 1 << _DIGIT_BITS
 _DIGIT = _BINS - 1
-_CHUNK = 1 << 22
-"""Entries per step of the eager passes: temporaries stay in cache and off the page-fault path."""
+_CHUNK = 1 << 24
+"""Bytes of key temporaries per step of the eager passes: few steps (each is a parallel region,
+costly on a busy machine), yet temporaries small enough to be reused off the page-fault path."""
 _SAMPLE = 1 << 16
 """Sampled entries used to bracket the threshold."""
 _RANK_LIMIT = 1 << 25
@@ -89,21 +91,71 @@ def prune_smallest(
     >>> prune_smallest([a, b], [None, None], torch.tensor(3))
     [tensor([False, False]), tensor([ True, False])]
     """
-    flat = [key.reshape(-1) for key in keys]
+    return _prune(list(keys), eligible, k, _SAME)
+
+
+def prune_smallest_magnitudes(
+    scores: Sequence[Tensor], eligible: Sequence[Tensor | None], k: Tensor
+) -> list[Tensor]:
+    """:func:`prune_smallest` on ``order_keys(|s|)``, without holding the keys of all tensors at once.
+
+    Scores are compared in float64 if any is float64, else in float32 (exact for every lower
+    precision). On readable values the keys are made chunk by chunk, so the extra memory stays a
+    few chunks however many parameters there are; otherwise they are made up front.
+
+    >>> import torch
+    >>> prune_smallest_magnitudes([torch.tensor([-3.0, 1.0]), torch.tensor([0.5])], [None, None], torch.tensor(2))
+    [tensor([ True, False]), tensor([False])]
+    """
+    wide = torch.float64 if any(s.dtype == torch.float64 for s in scores) else torch.float32
+
+    def magnitude_keys(part: Tensor) -> Tensor:
+        return order_keys(part.abs().to(wide))
+
+    return _prune(list(scores), eligible, k, _KeyMaker(magnitude_keys, wide.itemsize))
+
+
+class _KeyMaker(NamedTuple):
+    """How the eager kernel turns a slice of a source tensor into keys, and the bytes per entry
+    of temporaries that costs (1 for ready keys: only bool temporaries)."""
+
+    make: Callable[[Tensor], Tensor]
+    temp_bytes: int
+
+
+def _same(keys: Tensor) -> Tensor:
+    return keys
+
+
+_SAME = _KeyMaker(_same, 1)
+
+
+def _prune(
+    sources: list[Tensor],
+    eligible: Sequence[Tensor | None],
+    k: Tensor,
+    to_keys: _KeyMaker,
+) -> list[Tensor]:
+    """Pick a kernel: eager for readable values, ranks for a batched ``k``, else static."""
+    flat = [source.reshape(-1) for source in sources]
     allowed = [None if e is None else e.reshape(-1) for e in eligible]
-    shapes = [key.shape for key in keys]
+    shapes = [source.shape for source in sources]
     data = flat + [ok for ok in allowed if ok is not None]
-    if flat and all(is_concrete(t) for t in data):
-        if is_concrete(k):
-            return eager_prune_smallest(flat, allowed, int(k), shapes)
-        if sum(key.numel() for key in flat) <= _RANK_LIMIT:
-            return rank_prune_smallest(flat, allowed, k, shapes)
-    return static_prune_smallest(flat, allowed, k, shapes)
+    if flat and all(is_concrete(t) for t in data) and is_concrete(k):
+        return _eager(flat, allowed, int(k), shapes, to_keys)
+    keys = [to_keys.make(f) for f in flat]
+    if flat and all(is_concrete(t) for t in data) and sum(f.numel() for f in flat) <= _RANK_LIMIT:
+        return rank_prune_smallest(keys, allowed, k, shapes)
+    return static_prune_smallest(keys, allowed, k, shapes)
 
 
-def _chunks(key: Tensor, ok: Tensor | None) -> list[tuple[Tensor, Tensor | None, slice]]:
-    spans = [slice(start, start + _CHUNK) for start in range(0, key.numel(), _CHUNK)]
-    return [(key[span], None if ok is None else ok[span], span) for span in spans]
+def _chunks(
+    source: Tensor, ok: Tensor | None, key_bytes: int
+) -> list[tuple[Tensor, Tensor | None, slice]]:
+    """Slices of ``source`` (and ``ok``) whose key temporaries take at most ``_CHUNK`` bytes."""
+    size = max(_CHUNK // key_bytes, 1)
+    spans = [slice(start, start + size) for start in range(0, source.numel(), size)]
+    return [(source[span], None if ok is None else ok[span], span) for span in spans]
 
 
 def _eligible_count(flat: list[Tensor], allowed: list[Tensor | None]) -> int:
@@ -114,18 +166,20 @@ def _eligible_count(flat: list[Tensor], allowed: list[Tensor | None]) -> int:
 
 
 def _bracket(
-    flat: list[Tensor], allowed: list[Tensor | None], k: int, total: int
+    flat: list[Tensor],
+    allowed: list[Tensor | None],
+    k: int,
+    total: int,
+    to_keys: _KeyMaker,
 ) -> tuple[int, int]:
     """Keys ``lo <= hi`` that very likely bracket the ``k``-th smallest, from a strided sample."""
-    info = torch.iinfo(flat[0].dtype)
-    stride = (
-        max(1, sum(key.numel() for key in flat) // _SAMPLE) | 1
-    )  # odd: rarely aligned with rows
+    stride = max(1, sum(f.numel() for f in flat) // _SAMPLE) | 1  # odd: rarely aligned with rows
     picks = [
-        key[::stride] if ok is None else key[::stride][ok[::stride]]
-        for key, ok in zip(flat, allowed, strict=True)
+        to_keys.make(f[::stride]) if ok is None else to_keys.make(f[::stride])[ok[::stride]]
+        for f, ok in zip(flat, allowed, strict=True)
     ]
     sample = torch.sort(torch.cat(picks)).values
+    info = torch.iinfo(sample.dtype)
     m = sample.numel()
     if m == 0:
         return info.min, info.max
@@ -138,18 +192,24 @@ def _bracket(
 
 
 def _split(
-    flat: list[Tensor], allowed: list[Tensor | None], out: list[Tensor], lo: int, hi: int
+    flat: list[Tensor],
+    allowed: list[Tensor | None],
+    out: list[Tensor],
+    bracket: tuple[int, int],
+    to_keys: _KeyMaker,
 ) -> tuple[int, list[tuple[Tensor, Tensor]], list[Tensor]]:
     """Write ``key > hi`` into the masks; gather the eligible keys in ``[lo, hi]``.
 
     Returns the number of eligible keys above ``hi``, per chunk its mask view and the positions
     of the keys in ``[lo, hi]`` in it, and those keys (in flat order).
     """
+    lo, hi = bracket
     above = []
     spots = []
     inside = []
-    for key, ok, mask in zip(flat, allowed, out, strict=True):
-        for part, part_ok, span in _chunks(key, ok):
+    for source, ok, mask in zip(flat, allowed, out, strict=True):
+        for chunk, part_ok, span in _chunks(source, ok, to_keys.temp_bytes):
+            part = to_keys.make(chunk)
             piece = mask[span]
             torch.gt(part, hi, out=piece)
             within = part >= lo
@@ -169,30 +229,40 @@ def eager_prune_smallest(
 ) -> list[Tensor]:
     """:func:`prune_smallest` for readable keys and count: bracket, split, ``kthvalue``, patch.
 
-    One chunked pass writes ``key > hi`` into the masks and gathers the few keys in ``[lo, hi]``
-    (a bracket of the threshold from a strided sample); the threshold and its ties are found among
-    those, and only their mask entries are patched.
+    A strided sample brackets the threshold; one chunked pass writes ``key > hi`` into the masks
+    and gathers the few keys in ``[lo, hi]``; the threshold and its ties are found among those,
+    and only their mask entries are patched.
 
     >>> import torch
     >>> eager_prune_smallest([torch.tensor([3, 1, 1, 2])], [None], 2, [torch.Size([4])])
     [tensor([ True, False, False,  True])]
     """
+    return _eager(flat, allowed, k, shapes, _SAME)
+
+
+def _eager(
+    flat: list[Tensor],
+    allowed: list[Tensor | None],
+    k: int,
+    shapes: list[torch.Size],
+    to_keys: _KeyMaker,
+) -> list[Tensor]:
     total = _eligible_count(flat, allowed)
     k = min(max(k, 0), total)
-    out = [torch.empty(key.shape, dtype=torch.bool, device=key.device) for key in flat]
+    out = [torch.empty(f.shape, dtype=torch.bool, device=f.device) for f in flat]
     if k == 0 or k == total:
         for ok, mask in zip(allowed, out, strict=True):
             mask.fill_(k == 0)
             if ok is not None:
                 mask &= ok
         return [mask.reshape(shape) for mask, shape in zip(out, shapes, strict=True)]
-    lo, hi = _bracket(flat, allowed, k, total)
-    above, spots, parts = _split(flat, allowed, out, lo, hi)
+    lo, hi = _bracket(flat, allowed, k, total, to_keys)
+    above, spots, parts = _split(flat, allowed, out, (lo, hi), to_keys)
     below = total - above - sum(part.numel() for part in parts)
     if not below < k <= total - above:  # the sample missed: retry on the side the threshold is
-        info = torch.iinfo(flat[0].dtype)
+        info = torch.iinfo(parts[0].dtype)
         lo, hi = (info.min, lo - 1) if k <= below else (hi + 1, info.max)
-        above, spots, parts = _split(flat, allowed, out, lo, hi)
+        above, spots, parts = _split(flat, allowed, out, (lo, hi), to_keys)
         below = total - above - sum(part.numel() for part in parts)
     inside = torch.cat(parts)
     t = torch.kthvalue(inside, k - below).values
@@ -221,10 +291,14 @@ def rank_prune_smallest(
         for f, ok in zip(flat, allowed, strict=True)
     ]
     ok = None if all(a is None for a in allowed) else oks[0] if len(oks) == 1 else torch.cat(oks)
-    rank = torch.zeros(key.shape, dtype=torch.int32 if key.numel() < 2**31 else torch.int64)
-    positions = torch.arange(key.numel()) if ok is None else ok.nonzero().reshape(-1)
-    order = torch.sort(key if ok is None else key[positions], stable=True).indices
-    rank[positions[order]] = torch.arange(order.numel(), dtype=rank.dtype)
+    if ok is None:
+        order = torch.sort(key, stable=True).indices
+    else:
+        positions = ok.nonzero().reshape(-1)
+        order = positions[torch.sort(key[positions], stable=True).indices]
+    dtype = torch.int32 if key.numel() < 2**31 else torch.int64
+    ranks = torch.arange(order.numel(), dtype=dtype, device=key.device)
+    rank = torch.zeros(key.shape, dtype=dtype, device=key.device).scatter_(0, order, ranks)
     keep = rank >= k.to(rank.dtype)
     if ok is not None:
         keep = keep & ok
@@ -306,3 +380,6 @@ def _threshold_masks(
         masks.append(keep.reshape(shape))
         ties_before = ties_before + tie.sum()
     return masks
+
+
+__all__ = ["order_keys", "prune_smallest", "prune_smallest_magnitudes"]

@@ -1,0 +1,1 @@
+"""Benchmarks of funcprune against torch.nn.utils.prune; run ``python -m benchmarks.run``."""
