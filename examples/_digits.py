@@ -1,8 +1,9 @@
 """Shared pieces of the digits examples: data, a small CNN and a pure torch.func training loop.
 
-Everything here is a plain function of tensors and dicts: the optimizer state is a value, a
-training step returns new parameters instead of mutating them, and masks (if any) are applied in
-the forward pass with :func:`funcprune.masked_call`, so pruned weights get exactly zero gradient.
+Everything here is a plain function of tensors and dicts: the optimizer (``fp.adam``) state is a
+value, a training step returns new parameters instead of mutating them, and masks (if any) are
+applied in the forward pass with :func:`funcprune.masked_call`, so pruned weights get exactly zero
+gradient, and in the optimizer step, so they stay exactly zero.
 """
 
 from __future__ import annotations
@@ -75,43 +76,6 @@ def prunable(params: Mapping[str, Tensor]) -> set[str]:
     return {key for key, value in params.items() if value.dim() >= 2}
 
 
-class Adam(NamedTuple):
-    """State of the functional Adam optimizer: step count and first and second moments."""
-
-    step: int
-    m: Params
-    v: Params
-
-
-def adam_init(params: Mapping[str, Tensor]) -> Adam:
-    """Zero moments for every parameter."""
-    zeros = {key: torch.zeros_like(value) for key, value in params.items()}
-    return Adam(0, zeros, dict(zeros))
-
-
-def adam_step(
-    params: Mapping[str, Tensor],
-    grads: Mapping[str, Tensor],
-    state: Adam,
-    lr: float,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-) -> tuple[Params, Adam]:
-    """One Adam update as a pure function: new parameters and new state, inputs untouched.
-
-    A masked entry has gradient zero at every step, so its moments and its update stay zero.
-    """
-    step = state.step + 1
-    m = {k: betas[0] * state.m[k] + (1 - betas[0]) * g for k, g in grads.items()}
-    v = {k: betas[1] * state.v[k] + (1 - betas[1]) * g * g for k, g in grads.items()}
-    m_scale = 1 / (1 - betas[0] ** step)
-    v_scale = 1 / (1 - betas[1] ** step)
-    new = {
-        k: p - lr * (m[k] * m_scale) / ((v[k] * v_scale).sqrt() + eps) for k, p in params.items()
-    }
-    return new, Adam(step, m, v)
-
-
 def train(
     model: nn.Module,
     params: Mapping[str, Tensor],
@@ -124,9 +88,10 @@ def train(
     lr: float = 3e-3,
     desc: str = "train",
 ) -> Params:
-    """Train with ``grad`` of the cross-entropy and :func:`adam_step`; returns the new parameters.
+    """Train with ``grad`` of the cross-entropy and ``fp.adam``'s pure step; return new parameters.
 
-    With ``masks`` the forward pass runs on the masked parameters, so pruned weights stay pruned.
+    With ``masks`` the forward pass runs on the masked parameters and the optimizer keeps the
+    pruned weights (and their Adam moments) at exactly zero, so nothing regrows.
     """
     masks = {} if masks is None else dict(masks)
 
@@ -134,8 +99,9 @@ def train(
         return F.cross_entropy(fp.masked_call(model, p, masks, x), y)
 
     step_grad = grad_and_value(loss)
+    optimizer = fp.adam(lr)
     current = dict(params)
-    state = adam_init(current)
+    state = optimizer.init(current)
     generator = torch.Generator().manual_seed(seed)
     n = len(data.y_train)
     steps = epochs * math.ceil(n / batch_size)
@@ -145,7 +111,7 @@ def train(
             for start in range(0, n, batch_size):
                 batch = order[start : start + batch_size]
                 grads, value = step_grad(current, data.x_train[batch], data.y_train[batch])
-                current, state = adam_step(current, grads, state, lr)
+                current, state = optimizer.step(current, grads, state, masks)
                 bar.set_postfix(loss=f"{float(value):.3f}", refresh=False)
                 bar.update()
     return current

@@ -1,6 +1,6 @@
 """Train a small CNN on scikit-learn's digits, then sweep pruning amounts in one vmapped call.
 
-The whole pipeline is functional: training is ``torch.func.grad`` plus a pure Adam step; each
+The whole pipeline is functional: training is ``torch.func.grad`` plus ``fp.adam``'s pure step; each
 pruning method builds the masks for every amount at once with ``vmap`` over a tensor of amounts;
 and every mask set is evaluated at once with ``vmap`` over the stacked masks and
 ``funcprune.masked_call``. The model object is never modified.
