@@ -109,25 +109,31 @@ def prune_smallest_magnitudes(
     """
     wide = torch.float64 if any(s.dtype == torch.float64 for s in scores) else torch.float32
 
-    def magnitude_keys(part: Tensor) -> Tensor:
-        return order_keys(part.abs().to(wide))
+    def magnitude_keys(part: Tensor, scratch: Tensor | None) -> Tensor:
+        if scratch is None:
+            return order_keys(part.abs().to(wide))
+        magnitudes = scratch[: part.numel()]
+        if part.dtype == wide:
+            return order_keys(torch.abs(part, out=magnitudes))
+        return order_keys(magnitudes.copy_(part).abs_())
 
-    return _prune(list(scores), eligible, k, _KeyMaker(magnitude_keys, wide.itemsize))
+    return _prune(list(scores), eligible, k, _KeyMaker(magnitude_keys, wide, wide.itemsize))
 
 
 class _KeyMaker(NamedTuple):
-    """How the eager kernel turns a slice of a source tensor into keys, and the bytes per entry
-    of temporaries that costs (1 for ready keys: only bool temporaries)."""
+    """How the eager kernel turns a slice of a source tensor into keys (into a scratch buffer of
+    ``scratch`` dtype when given one), and the bytes per entry of temporaries that costs."""
 
-    make: Callable[[Tensor], Tensor]
+    make: Callable[[Tensor, Tensor | None], Tensor]
+    scratch: torch.dtype
     temp_bytes: int
 
 
-def _same(keys: Tensor) -> Tensor:
+def _same(keys: Tensor, scratch: Tensor | None) -> Tensor:
     return keys
 
 
-_SAME = _KeyMaker(_same, 1)
+_SAME = _KeyMaker(_same, torch.bool, 1)
 
 
 def _prune(
@@ -143,7 +149,7 @@ def _prune(
     data = flat + [ok for ok in allowed if ok is not None]
     if flat and all(is_concrete(t) for t in data) and is_concrete(k):
         return _eager(flat, allowed, int(k), shapes, to_keys)
-    keys = [to_keys.make(f) for f in flat]
+    keys = [to_keys.make(f, None) for f in flat]
     if flat and all(is_concrete(t) for t in data) and sum(f.numel() for f in flat) <= _RANK_LIMIT:
         return rank_prune_smallest(keys, allowed, k, shapes)
     return static_prune_smallest(keys, allowed, k, shapes)
@@ -175,7 +181,9 @@ def _bracket(
     """Keys ``lo <= hi`` that very likely bracket the ``k``-th smallest, from a strided sample."""
     stride = max(1, sum(f.numel() for f in flat) // _SAMPLE) | 1  # odd: rarely aligned with rows
     picks = [
-        to_keys.make(f[::stride]) if ok is None else to_keys.make(f[::stride])[ok[::stride]]
+        to_keys.make(f[::stride], None)
+        if ok is None
+        else to_keys.make(f[::stride], None)[ok[::stride]]
         for f, ok in zip(flat, allowed, strict=True)
     ]
     sample = torch.sort(torch.cat(picks)).values
@@ -207,21 +215,36 @@ def _split(
     above = []
     spots = []
     inside = []
+    size = min(max(_CHUNK // to_keys.temp_bytes, 1), max(f.numel() for f in flat))
+    scratch = torch.empty(size, dtype=to_keys.scratch, device=flat[0].device)
+    flags = torch.empty(size, dtype=torch.bool, device=flat[0].device)
     for source, ok, mask in zip(flat, allowed, out, strict=True):
         for chunk, part_ok, span in _chunks(source, ok, to_keys.temp_bytes):
-            part = to_keys.make(chunk)
+            part = to_keys.make(chunk, scratch)
             piece = mask[span]
             torch.gt(part, hi, out=piece)
-            within = part >= lo
+            within = torch.ge(part, lo, out=flags[: chunk.numel()])
             within ^= piece  # piece is a subset of within, as lo <= hi
             if part_ok is not None:
                 piece &= part_ok
                 within &= part_ok
             above.append(piece.count_nonzero())
-            positions = within.nonzero().reshape(-1)
+            positions = _positions(within)
             spots.append((piece, positions))
             inside.append(part[positions])
     return int(torch.stack(above).sum()), spots, inside
+
+
+def _positions(mask: Tensor) -> Tensor:
+    """Ascending positions of the ``True`` entries of a fresh 1-d bool tensor.
+
+    Scans 8 entries per int64 word first, so a sparse mask costs an eighth of a plain ``nonzero``.
+    """
+    if mask.numel() % 8 or mask.storage_offset() % 8:
+        return mask.nonzero().reshape(-1)
+    words = mask.view(torch.int64).nonzero().reshape(-1)
+    cells = mask.view(-1, 8)[words].nonzero()
+    return words[cells[:, 0]] * 8 + cells[:, 1]
 
 
 def eager_prune_smallest(

@@ -123,6 +123,30 @@ def test_eager_kernel_with_tiny_chunks_samples_and_wrong_brackets(
     _assert_equal(got, _expected(scores, eligible, k))
 
 
+@given(case=selections(), chunk=st.integers(1, 40), wide=st.booleans(), mixed=st.data())
+def test_magnitudes_match_a_stable_sort_of_absolute_values(
+    case: tuple[list[Tensor], list[Tensor | None], int],
+    chunk: int,
+    wide: bool,
+    mixed: st.DataObject,
+) -> None:
+    """prune_smallest_magnitudes (chunked, in a scratch buffer) equals sorting |scores|.
+
+    Tensors may differ in dtype (one float64 makes the comparison float64), as in a global method.
+    """
+    scores, eligible, k = case
+    if not scores:
+        return
+    scores = [s.to(mixed.draw(st.sampled_from(DTYPES))) for s in scores]
+    if wide:
+        scores[0] = scores[0].to(torch.float64)
+    expected = _expected([s.to(torch.float64).abs() for s in scores], eligible, k)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(select, "_CHUNK", chunk)
+        got = select.prune_smallest_magnitudes(scores, eligible, torch.tensor(k))
+    _assert_equal(got, expected)
+
+
 @settings(max_examples=60)
 @given(case=selections(), extra=st.lists(st.integers(0, 40), min_size=1, max_size=4))
 def test_vmap_over_counts_matches_a_stable_sort(
@@ -209,3 +233,11 @@ def test_ineligible_entries_are_never_selected_and_stay_pruned() -> None:
         got = select.prune_smallest(keys, eligible, torch.tensor(k))[0]
         assert not got[0] and not got[3]
         assert int(got.sum()) == max(2 - k, 0)
+
+
+@given(st.integers(0, 300), st.integers(0, 16), st.floats(0.0, 1.0), st.integers(0, 2**31 - 1))
+def test_positions_equal_nonzero(size: int, offset: int, density: float, seed: int) -> None:
+    """The word-at-a-time scan returns nonzero's positions, for any length and storage offset."""
+    generator = torch.Generator().manual_seed(seed)
+    mask = (torch.rand(size + offset, generator=generator) < density)[offset:]
+    assert torch.equal(select._positions(mask), mask.nonzero().reshape(-1))
