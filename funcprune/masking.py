@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -33,7 +34,14 @@ def apply_masks(params: Params, masks: Mapping[str, Tensor]) -> dict[str, Tensor
     """
     check_params(params)
     check_masks(params, masks)
-    return {key: masks[key].to(p.dtype) * p if key in masks else p for key, p in params.items()}
+    return {key: _masked(p, masks[key]) if key in masks else p for key, p in params.items()}
+
+
+def _masked(param: Tensor, mask: Tensor) -> Tensor:
+    """``mask.to(param.dtype) * param``; eagerly the cast goes through uint8 (same 0/1 values),
+    whose conversion to floating point is about twice as fast on CPU as bool's."""
+    source = mask if torch.compiler.is_compiling() else mask.view(torch.uint8)
+    return source.to(param.dtype) * param
 
 
 def masked_call(
