@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from benchmarks import report, workloads
 from benchmarks.workloads import Result
 
@@ -43,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", nargs="+", choices=NAMES, default=NAMES, help="workloads to run")
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/ alone")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     started = time.perf_counter()
     results = []
     for name, run in _plan(args.quick).items():
@@ -69,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         png = "benchmarks_scaling.png" if scale is not None else None
         if scale is not None:
             report.plot(scale, ROOT / "docs" / "benchmarks_scaling.png")
-        command = "python -m benchmarks.run" + (" --quick" if args.quick else "")
+        flags = (" --quick" if args.quick else "") + (
+            f" --threads {args.threads}" if args.threads else ""
+        )
+        command = "python -m benchmarks.run" + flags
         (ROOT / "docs" / "benchmarks.md").write_text(report.markdown(results, scale, command, png))
     return 0 if all(r.met for r in results) else 1
 
