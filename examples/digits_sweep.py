@@ -94,7 +94,7 @@ def format_table(amounts: Sequence[float], results: Mapping[str, Sweep], dense: 
 
 def plot_accuracy(results: Mapping[str, Sweep], dense: float, path: Path) -> None:
     """Test accuracy against the actual weight sparsity, one line per method."""
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    fig, ax = plt.subplots(figsize=(9, 6), dpi=120)
     markers = ["o", "s", "^", "D"]
     for (name, result), marker in zip(results.items(), markers, strict=False):
         xs = [100 * s for s in result.sparsity]
@@ -108,7 +108,7 @@ def plot_accuracy(results: Mapping[str, Sweep], dense: float, path: Path) -> Non
     ax.set_xlim(0, 100)
     ax.set_ylim(0, 100)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower left")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=3, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -103,7 +103,7 @@ def plot(rounds: Sequence[Round], rate: float, path: Path) -> None:
     ax.set_ylabel("test accuracy after training (%)")
     ax.set_title(f"Iterative magnitude pruning, {rate:.0%} of the remaining weights per round")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower left")
+    ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
