@@ -344,17 +344,21 @@ def static_prune_smallest(
     [tensor([ True, False,  True,  True])]
     """
     bits = torch.iinfo(flat[0].dtype).bits if flat else 32
+    total = sum(f.numel() for f in flat)
+    count = torch.int32 if total < 2**31 else torch.int64  # counts fit: no full-size int64
     remaining = k.to(torch.int64)
     prefix = torch.zeros((), dtype=torch.int64, device=k.device)
     for shift in range(bits - _DIGIT_BITS, -1, -_DIGIT_BITS):
-        hist = _digit_histogram(flat, allowed, prefix, shift, top=shift == bits - _DIGIT_BITS)
+        top = shift == bits - _DIGIT_BITS
+        hist = _digit_histogram(flat, allowed, prefix, shift, top, count).to(torch.int64)
         counts = torch.cumsum(hist, 0)
         before = counts < remaining  # bins wholly below the threshold's digit
         digit = torch.clamp(before.sum(), max=_DIGIT)
         remaining = remaining - torch.where(before, counts, 0).amax()
         signed_digit = digit - (1 << (_DIGIT_BITS - 1)) if shift == bits - _DIGIT_BITS else digit
         prefix = prefix * _BINS + signed_digit
-    return _threshold_masks(flat, allowed, prefix, remaining, shapes)
+    ties = torch.clamp(remaining, 0, total).to(count)
+    return _threshold_masks(flat, allowed, prefix, ties, shapes)
 
 
 def _digits(key: Tensor, shift: int, top: bool) -> Tensor:
@@ -363,21 +367,26 @@ def _digits(key: Tensor, shift: int, top: bool) -> Tensor:
 
 
 def _digit_histogram(
-    keys: list[Tensor], allowed: list[Tensor | None], prefix: Tensor, shift: int, top: bool
+    keys: list[Tensor],
+    allowed: list[Tensor | None],
+    prefix: Tensor,
+    shift: int,
+    top: bool,
+    count: torch.dtype,
 ) -> Tensor:
     """Counts of the 16-bit digit at ``shift`` among eligible keys whose higher bits equal ``prefix``."""
-    hist = torch.zeros(_BINS, dtype=torch.int64, device=prefix.device)
+    hist = torch.zeros(_BINS, dtype=count, device=prefix.device)
     for key, ok in zip(keys, allowed, strict=True):
         match = ok
         if not top:
             higher = (key >> (shift + _DIGIT_BITS)) == prefix
             match = higher if match is None else match & higher
         weight = (
-            torch.ones((), dtype=torch.int64, device=key.device).expand(key.shape)
+            torch.ones((), dtype=count, device=key.device).expand(key.shape)
             if match is None
-            else match.to(torch.int64)
+            else match.to(count)
         )
-        hist = hist.index_add(0, _digits(key, shift, top).to(torch.int64), weight)
+        hist = hist.index_add(0, _digits(key, shift, top).to(torch.int32), weight)
     return hist
 
 
@@ -389,7 +398,7 @@ def _threshold_masks(
     shapes: list[torch.Size],
 ) -> list[Tensor]:
     masks = []
-    ties_before = torch.zeros((), dtype=torch.int64, device=threshold.device)
+    ties_before = torch.zeros((), dtype=ties_to_prune.dtype, device=threshold.device)
     for key, ok, shape in zip(keys, allowed, shapes, strict=True):
         limit = threshold.to(key.dtype)
         tie = key == limit
@@ -397,11 +406,11 @@ def _threshold_masks(
         if ok is not None:
             tie = tie & ok
             below = below & ok
-        rank = torch.cumsum(tie, 0, dtype=torch.int64) + ties_before
+        rank = torch.cumsum(tie, 0, dtype=ties_to_prune.dtype) + ties_before
         pruned = below | (tie & (rank <= ties_to_prune))
         keep = ~pruned if ok is None else ok & ~pruned
         masks.append(keep.reshape(shape))
-        ties_before = ties_before + tie.sum()
+        ties_before = ties_before + tie.sum(dtype=ties_to_prune.dtype)
     return masks
 
 
