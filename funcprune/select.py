@@ -6,12 +6,13 @@ smallest, then that key's ties by lowest flat index, counting through the tensor
 given (a global selection over many tensors breaks ties like one concatenated vector would, without
 concatenating anything). Three kernels give the same masks:
 
-* **eager** (``k`` and the keys hold readable values): a strided sample brackets the threshold, one
-  chunked pass counts the keys below the bracket and gathers the few inside it, ``kthvalue`` finds
-  the threshold among those, and one chunked pass writes the masks. No sort of the whole input, no
-  full-size temporaries beyond the masks.
+* **eager** (``k`` and the keys hold readable values): a strided sample brackets the threshold;
+  one chunked pass writes ``key > hi`` into the masks, counts it and gathers the few keys inside
+  the bracket; ``kthvalue`` finds the threshold among those, and only their mask entries are
+  patched. No sort of the whole input; the temporaries are chunk-sized scratch buffers.
 * **ranks** (the keys are plain values but ``k`` is batched by ``torch.func.vmap``, e.g. a sweep of
-  amounts): one stable sort ranks the entries once for the whole batch; each mask is ``rank >= k``.
+  amounts, or there are at most ``_SAMPLE`` entries): one stable sort ranks the entries once for
+  the whole batch; each mask is ``rank >= k``.
 * **static** (the keys are batched or traced, under ``vmap`` or ``torch.compile``): a radix select
   that finds the threshold 16 bits at a time from fixed-size histograms, so every shape is static.
 
@@ -147,10 +148,12 @@ def _prune(
     allowed = [None if e is None else e.reshape(-1) for e in eligible]
     shapes = [source.shape for source in sources]
     data = flat + [ok for ok in allowed if ok is not None]
-    if flat and all(is_concrete(t) for t in data) and is_concrete(k):
+    readable = bool(flat) and all(is_concrete(t) for t in data)
+    total = sum(f.numel() for f in flat)
+    if readable and is_concrete(k) and total > _SAMPLE:
         return _eager(flat, allowed, int(k), shapes, to_keys)
     keys = [to_keys.make(f, None) for f in flat]
-    if flat and all(is_concrete(t) for t in data) and sum(f.numel() for f in flat) <= _RANK_LIMIT:
+    if readable and total <= _RANK_LIMIT:  # small inputs: one sort beats the eager kernel's steps
         return rank_prune_smallest(keys, allowed, k, shapes)
     return static_prune_smallest(keys, allowed, k, shapes)
 

@@ -64,17 +64,18 @@ def _assert_equal(got: list[Tensor], expected: list[Tensor]) -> None:
         assert torch.equal(g, e)
 
 
-@given(selections())
+@given(case=selections(), sample=st.sampled_from([1, 3, 1 << 16]))
 def test_prune_smallest_matches_a_stable_sort(
-    case: tuple[list[Tensor], list[Tensor | None], int],
+    case: tuple[list[Tensor], list[Tensor | None], int], sample: int
 ) -> None:
+    """Through the dispatcher: inputs larger than the sample size take the eager kernel."""
     scores, eligible, k = case
     if not scores:
         return
-    _assert_equal(
-        select.prune_smallest(_keys(scores), eligible, torch.tensor(k)),
-        _expected(scores, eligible, k),
-    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(select, "_SAMPLE", sample)
+        got = select.prune_smallest(_keys(scores), eligible, torch.tensor(k))
+    _assert_equal(got, _expected(scores, eligible, k))
 
 
 @pytest.mark.parametrize("kernel", ["static", "rank"])
@@ -143,6 +144,7 @@ def test_magnitudes_match_a_stable_sort_of_absolute_values(
     expected = _expected([s.to(torch.float64).abs() for s in scores], eligible, k)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(select, "_CHUNK", chunk)
+        patch.setattr(select, "_SAMPLE", 2)  # the eager kernel for all but the tiniest inputs
         got = select.prune_smallest_magnitudes(scores, eligible, torch.tensor(k))
     _assert_equal(got, expected)
 
