@@ -292,9 +292,11 @@ def _eager(
         below = total - above - sum(part.numel() for part in parts)
     inside = torch.cat(parts)
     t = torch.kthvalue(inside, k - below).values
-    tie = inside == t
-    ties_pruned = k - below - (inside < t).count_nonzero()
-    keep = (inside > t) | (tie & (torch.cumsum(tie, 0) > ties_pruned))
+    keep = inside > t
+    ties_kept = int((inside <= t).count_nonzero()) - (k - below)  # the last ties at t survive
+    if ties_kept:
+        tie = inside == t
+        keep |= tie & (torch.cumsum(tie, 0) > tie.count_nonzero() - ties_kept)
     start = 0
     for piece, positions in spots:
         piece[positions] = keep[start : start + positions.numel()]
