@@ -8,8 +8,10 @@ gradient, and in the optimizer step, so they stay exactly zero.
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -127,3 +129,16 @@ def accuracy(
     """Fraction of ``x`` classified correctly with the masked parameters (a 0-d tensor; vmappable)."""
     logits: Tensor = fp.masked_call(model, params, masks, x)
     return (logits.argmax(dim=-1) == y).to(torch.float32).mean()
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """The options every digits example shares: ``--threads`` and ``--out``."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default: 1, fastest for this size)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("out"), help="output folder (default: out/)"
+    )

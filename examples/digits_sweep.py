@@ -23,7 +23,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
-from _digits import Data, accuracy, init_params, load_data, make_model, prunable, train
+from _digits import (
+    Data,
+    accuracy,
+    add_run_args,
+    init_params,
+    load_data,
+    make_model,
+    prunable,
+    train,
+)
 from torch import Tensor, nn
 from torch.func import vmap
 
@@ -167,15 +176,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="amount shown in the per-layer chart; the nearest swept one is used (default: 0.8)",
     )
     parser.add_argument("--seed", type=int, default=0, help="data split, init and random masks")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (default: 1, fastest for this size)",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=Path("out"), help="output folder (default: out/)"
-    )
+    add_run_args(parser)
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.amounts < 2 or args.threads < 1 or not 0 < args.max_amount <= 1:
         parser.error("need --epochs >= 1, --amounts >= 2, --threads >= 1 and 0 < --max-amount <= 1")

@@ -22,7 +22,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
-from _digits import Data, accuracy, init_params, load_data, make_model, prunable, train
+from _digits import (
+    Data,
+    accuracy,
+    add_run_args,
+    init_params,
+    load_data,
+    make_model,
+    prunable,
+    train,
+)
 from matplotlib.ticker import FuncFormatter
 from torch import Tensor, nn
 
@@ -118,15 +127,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=8, help="epochs per training (default: 8)")
     parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: 3e-3)")
     parser.add_argument("--seed", type=int, default=0, help="data split and initialisation")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (default: 1, fastest for this size)",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=Path("out"), help="output folder (default: out/)"
-    )
+    add_run_args(parser)
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.epochs < 1 or args.threads < 1 or not 0 < args.rate < 1:
         parser.error("need --rounds >= 1, --epochs >= 1, --threads >= 1 and 0 < --rate < 1")
