@@ -10,6 +10,7 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -54,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, run in _plan(args.quick).items():
         if name in args.only:
             print(f"running {name} ...", file=sys.stderr, flush=True)
-            results.append(run())
+            load = os.getloadavg()[0]
+            result = run()
+            result.notes.append(f"1-minute load average when it started: {load:.2f}")
+            results.append(result)
     scale = None
     if "scaling" in args.only:
         print("running scaling ...", file=sys.stderr, flush=True)
