@@ -143,7 +143,8 @@ def _prune(
     k: Tensor,
     to_keys: _KeyMaker,
 ) -> list[Tensor]:
-    """Pick a kernel: eager for readable values, ranks for a batched ``k``, else static."""
+    """Pick a kernel: eager for readable values, ranks for a batched ``k`` over readable keys or
+    for small inputs, else static."""
     flat = [source.reshape(-1) for source in sources]
     allowed = [None if e is None else e.reshape(-1) for e in eligible]
     shapes = [source.shape for source in sources]
@@ -327,7 +328,7 @@ def rank_prune_smallest(
     dtype = torch.int32 if key.numel() < 2**31 else torch.int64
     ranks = torch.arange(order.numel(), dtype=dtype, device=key.device)
     rank = torch.zeros(key.shape, dtype=dtype, device=key.device).scatter_(0, order, ranks)
-    keep = rank >= k.to(rank.dtype)
+    keep = rank >= torch.clamp(k, max=key.numel()).to(rank.dtype)  # no int32 wrap-around
     if ok is not None:
         keep = keep & ok
     starts = [0]

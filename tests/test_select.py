@@ -243,3 +243,18 @@ def test_positions_equal_nonzero(size: int, offset: int, density: float, seed: i
     generator = torch.Generator().manual_seed(seed)
     mask = (torch.rand(size + offset, generator=generator) < density)[offset:]
     assert torch.equal(select._positions(mask), mask.nonzero().reshape(-1))
+
+
+@pytest.mark.parametrize("k", [2**31 + 1, 2**40, -(2**40)])
+def test_counts_far_outside_the_range_are_clamped_by_every_kernel(k: int) -> None:
+    keys = [select.order_keys(torch.tensor([3.0, 1.0, 2.0]))]
+    eligible: list[Tensor | None] = [torch.tensor([True, True, False])]
+    shapes = [torch.Size([3])]
+    expected = torch.tensor([False, False, False]) if k > 0 else eligible[0]
+    kernels = [
+        select.eager_prune_smallest(keys, eligible, k, shapes)[0],
+        select.rank_prune_smallest(keys, eligible, torch.tensor(k), shapes)[0],
+        select.static_prune_smallest(keys, eligible, torch.tensor(k), shapes)[0],
+    ]
+    for got in kernels:
+        assert torch.equal(got, expected)
