@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from reference import reference_keep
 from torch import Tensor
@@ -149,7 +149,6 @@ def test_magnitudes_match_a_stable_sort_of_absolute_values(
     _assert_equal(got, expected)
 
 
-@settings(max_examples=60)
 @given(case=selections(), extra=st.lists(st.integers(0, 40), min_size=1, max_size=4))
 def test_vmap_over_counts_matches_a_stable_sort(
     case: tuple[list[Tensor], list[Tensor | None], int], extra: list[int]
@@ -164,7 +163,6 @@ def test_vmap_over_counts_matches_a_stable_sort(
         _assert_equal([s[index] for s in swept], _expected(scores, eligible, count))
 
 
-@settings(max_examples=40)
 @given(
     rows=st.integers(1, 4),
     cols=st.integers(0, 12),

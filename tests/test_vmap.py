@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from strategies import tensors
 from torch import nn
@@ -34,7 +34,6 @@ FACTORIES: dict[str, Factory] = {
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))
-@settings(max_examples=40)
 @given(
     weight=tensors(min_dims=2, max_dims=2, min_side=1, max_side=6),
     bias=tensors(min_dims=1, max_dims=1, max_side=6),
