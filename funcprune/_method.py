@@ -103,6 +103,22 @@ class Method:
         return f"{self.factory}({', '.join(parts)})"
 
 
+class PerKeyMethod(Method):
+    """A method that prunes each parameter on its own: subclasses implement ``_prune_one``."""
+
+    def _prune(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
+        return {
+            key: self._prune_one(key, param, masks.get(key), scores.get(key))
+            for key, param in params.items()
+        }
+
+    def _prune_one(
+        self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
+    ) -> Tensor:
+        """The mask of one parameter, given its survivors and importance score (if any)."""
+        raise NotImplementedError
+
+
 def positional() -> Any:
     """Dataclass field shown positionally in ``repr`` (the ``amount``)."""
     return dataclasses.field(metadata={"positional": True})

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from funcprune._checks import check_floating, check_tensor_dict
-from funcprune._method import Method, all_kept, positional
+from funcprune._method import Method, PerKeyMethod, all_kept, positional
 from funcprune._random import random_keys
 from funcprune.amount import check_amount, units_to_prune
 from funcprune.select import order_keys, prune_smallest, prune_smallest_magnitudes
@@ -31,21 +31,6 @@ from funcprune.types import Amount, Masks, Params, Scores
 
 Norm = int | float | Literal["fro", "nuc"]
 """A norm order accepted by :func:`torch.norm`'s ``p``: a number, ``±inf``, ``'fro'`` or ``'nuc'``."""
-
-
-class _PerKey(Method):
-    """A method that prunes each parameter on its own."""
-
-    def _prune(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
-        return {
-            key: self._prune_one(key, param, masks.get(key), scores.get(key))
-            for key, param in params.items()
-        }
-
-    def _prune_one(
-        self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
-    ) -> Tensor:
-        raise NotImplementedError
 
 
 def _unit_count(param: Tensor, survivors: Tensor | None) -> Tensor:
@@ -102,7 +87,7 @@ def _prune_slices(
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Identity(_PerKey):
+class Identity(PerKeyMethod):
     """Prunes nothing; see :func:`identity`."""
 
     factory: ClassVar[str] = "identity"
@@ -114,7 +99,7 @@ class Identity(_PerKey):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class RandomUnstructured(_PerKey):
+class RandomUnstructured(PerKeyMethod):
     """Random entries; see :func:`random_unstructured`."""
 
     amount: Amount = positional()
@@ -129,7 +114,7 @@ class RandomUnstructured(_PerKey):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class L1Unstructured(_PerKey):
+class L1Unstructured(PerKeyMethod):
     """Smallest-magnitude entries; see :func:`l1_unstructured`."""
 
     amount: Amount = positional()
@@ -146,7 +131,7 @@ class L1Unstructured(_PerKey):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class RandomStructured(_PerKey):
+class RandomStructured(PerKeyMethod):
     """Random slices along ``dim``; see :func:`random_structured`."""
 
     amount: Amount = positional()
@@ -174,7 +159,7 @@ def _check_matrix_norm(key: str, n: Norm, shape: torch.Size, dim: int) -> None:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class LnStructured(_PerKey):
+class LnStructured(PerKeyMethod):
     """Slices along ``dim`` with the smallest L``n`` norm; see :func:`ln_structured`."""
 
     amount: Amount = positional()
@@ -197,7 +182,7 @@ class LnStructured(_PerKey):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class CustomFromMask(_PerKey):
+class CustomFromMask(PerKeyMethod):
     """Given masks intersected with the survivors; see :func:`custom_from_mask`."""
 
     masks: tuple[tuple[str, Tensor], ...] = positional()

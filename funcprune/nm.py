@@ -17,7 +17,6 @@ tensor([[False,  True,  True, False],
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -25,9 +24,8 @@ import torch
 from torch import Tensor
 
 from funcprune._checks import check_floating
-from funcprune._method import Method
+from funcprune._method import PerKeyMethod
 from funcprune.select import order_keys
-from funcprune.types import Masks, Params, Scores
 
 
 def _group_dim(key: str, shape: torch.Size, dim: int, m: int) -> int:
@@ -93,7 +91,7 @@ def nm_keep(keys: Tensor, survivors: Tensor | None, n: int, m: int, dim: int) ->
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class NMSemistructured(Method):
+class NMSemistructured(PerKeyMethod):
     """``n`` of every ``m`` consecutive entries along ``dim``; see :func:`nm_semistructured`.
 
     >>> import funcprune as fp
@@ -106,12 +104,6 @@ class NMSemistructured(Method):
     m: int
     dim: int = 1
     factory: ClassVar[str] = "nm_semistructured"
-
-    def _prune(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
-        return {
-            key: self._prune_one(key, p, masks.get(key), scores.get(key))
-            for key, p in params.items()
-        }
 
     def _prune_one(
         self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
