@@ -197,3 +197,22 @@ def test_import_funcprune_does_not_import_hypothesis() -> None:
     code = "import sys, funcprune; print('funcprune.testing' in sys.modules, 'hypothesis' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_check_method_accepts_nan_inputs_and_still_sees_mutation() -> None:
+    """NaN != NaN must not read as an in-place mutation; a real write to a NaN input must."""
+    params = {"w": torch.tensor([float("nan"), 1.0, -2.0])}
+    scores = {"w": torch.tensor([1.0, float("nan"), 0.5])}
+    fpt.check_method(fp.l1_unstructured(1), params, importance_scores=scores)
+
+    def writes(
+        params: fp.Params,
+        masks: Mapping[str, torch.Tensor] | None = None,
+        *,
+        importance_scores: fp.Scores | None = None,
+    ) -> fp.Masks:
+        params["w"][0] = 0.0  # type: ignore[index]
+        return fp.identity()(params)
+
+    with pytest.raises(AssertionError, match="'w': the method mutated its input"):
+        fpt.check_method(writes, {"w": torch.tensor([float("nan"), 1.0])})
