@@ -4,7 +4,7 @@ Without a tie at the boundary, the ``k`` smallest (or largest) values form one s
 radix select (:func:`funcprune.select.prune_smallest`) finds it. With a tie there, torch's choice
 among the tied entries is its kernel's, not a documented rule, so only ``torch.topk`` itself can
 reproduce it: the selection falls back to it (and for NaN or non-floating values, whose order the
-core would define on its own).
+core would define on its own, and for values that cannot be read, such as ``meta`` tensors).
 
 >>> import torch
 >>> topk_mask(torch.tensor([0.3, 0.1, 0.2]), 2, largest=False)
@@ -16,12 +16,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from funcprune._tensors import is_concrete
 from funcprune.select import order_keys, prune_smallest
 
 
 def _core_choice(values: Tensor, k: int, largest: bool) -> Tensor | None:
-    """The core's chosen set, or ``None`` when it may differ from torch.topk's (ties, NaN)."""
-    if not values.is_floating_point() or bool(torch.isnan(values).any()):
+    """The core's chosen set, or ``None`` when it may differ from torch.topk's (ties, NaN, meta)."""
+    if not values.is_floating_point() or not is_concrete(values) or bool(torch.isnan(values).any()):
         return None
     smallest = values.numel() - k if largest else k
     kept = prune_smallest(

@@ -251,3 +251,23 @@ def test_same_public_names_as_torch() -> None:
         "torch",
     }
     assert torch_names == set(compat.__all__)
+
+
+@pytest.mark.parametrize(
+    "prune_op",
+    [
+        lambda p, m: p.l1_unstructured(m, "weight", amount=0.5),
+        lambda p, m: p.random_unstructured(m, "weight", amount=2),
+        lambda p, m: p.ln_structured(m, "weight", amount=1, n=2, dim=0),
+        lambda p, m: p.random_structured(m, "weight", amount=0.5, dim=1),
+    ],
+    ids=["l1", "random", "ln", "random_structured"],
+)
+def test_meta_modules_prune_like_torch(prune_op: Any) -> None:
+    """Models built on the meta device (deferred init) get the same meta reparametrization."""
+    for prune in (torch_prune, compat):
+        lin = nn.Linear(4, 3, device="meta")
+        prune_op(prune, lin)
+        assert lin.weight_mask.device.type == "meta" and lin.weight_mask.shape == (3, 4)
+        assert lin.weight_mask.dtype == lin.weight_orig.dtype
+        assert lin(torch.ones(2, 4, device="meta")).shape == (2, 3)
