@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.nn.utils import prune as torch_prune
 
 from funcprune._checks import check_masks, check_params
+from funcprune._tensors import is_concrete
 from funcprune.types import Masks, Params
 
 
@@ -40,9 +41,10 @@ def _pruning_hook_types() -> tuple[type, ...]:
 
 
 def _bool_mask(key: str, mask: Tensor) -> Tensor:
+    """``mask`` as bool; refuses values other than 0 and 1 where they can be read (not ``meta``)."""
     if mask.dtype == torch.bool:
         return mask.clone()
-    if not bool(((mask == 0) | (mask == 1)).all()):
+    if is_concrete(mask) and not bool(((mask == 0) | (mask == 1)).all()):
         raise ValueError(
             f"{key!r}: the pruning mask holds values other than 0 and 1 (a custom mask that scales "
             "entries); a bool mask cannot represent it losslessly"
@@ -104,11 +106,9 @@ def from_state_dict(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor]
     }
     params: dict[str, Tensor] = {}
     for key, value in state_dict.items():
-        base = key[: -len("_orig")] if key.endswith("_orig") else key[: -len("_mask")]
-        if base in pruned and key in (base + "_orig", base + "_mask"):
-            if key.endswith("_orig"):
-                params[base] = value
-        else:
+        if key.endswith("_orig") and key[: -len("_orig")] in pruned:
+            params[key[: -len("_orig")]] = value
+        elif not (key.endswith("_mask") and key[: -len("_mask")] in pruned):
             params[key] = value
     masks = {base: _bool_mask(base, state_dict[base + "_mask"]) for base in sorted(pruned)}
     return params, masks

@@ -152,3 +152,14 @@ def test_from_state_dict_keeps_unpaired_names() -> None:
     assert list(params) == ["x_orig", "y_mask", "z"] and list(masks) == ["z"]
     with pytest.raises(ValueError, match="'z'"):
         fp.from_state_dict({"z_orig": torch.ones(1), "z_mask": torch.tensor([0.5])})
+
+
+def test_meta_modules_and_state_dicts_convert() -> None:
+    """A model built on the meta device (values unreadable) converts like a real one."""
+    lin = torch_prune.l1_unstructured(nn.Linear(3, 2, device="meta"), "weight", amount=2)
+    params, masks = fp.from_module(lin)
+    assert sorted(params) == ["bias", "weight"] and params["weight"] is lin.weight_orig
+    assert masks["weight"].device.type == "meta" and masks["weight"].dtype == torch.bool
+    params, masks = fp.from_state_dict(lin.state_dict())
+    assert masks["weight"].shape == (2, 3) and masks["weight"].dtype == torch.bool
+    assert fp.to_state_dict(params, masks).keys() == lin.state_dict().keys()
