@@ -74,6 +74,16 @@ def _checked(
     return masks
 
 
+def _check_state(params: Params, *buffers: Mapping[str, Tensor]) -> None:
+    """Every per-key state buffer must have every parameter key (a state built by ``init``)."""
+    missing = sorted({key for key in params for held in buffers if key not in held})
+    if missing:
+        raise KeyError(
+            f"state lacks keys {missing}; build the state with init(params) for the same "
+            "parameters you step"
+        )
+
+
 def _keep(mask: Tensor | None, param: Tensor) -> Tensor | None:
     """The mask in the parameter's dtype (a same-dtype product is much faster than one with bool)."""
     return None if mask is None else mask.to(param.dtype)
@@ -127,6 +137,8 @@ class SGD:
         {'w': tensor([1., 0.])}
         """
         masks = _checked(params, grads, masks)
+        if self.momentum:
+            _check_state(params, state.momentum)
         new_params, buffers = {}, {}
         for key, p in params.items():
             keep = _keep(masks.get(key), p)
@@ -182,6 +194,7 @@ class Adam:
         {'w': tensor([1.5000, 0.0000])}
         """
         masks = _checked(params, grads, masks)
+        _check_state(params, state.exp_avg, state.exp_avg_sq)
         beta1, beta2 = self.betas
         steps = state.steps + 1
         correction1 = 1 - beta1 ** steps.to(torch.float64)
@@ -206,14 +219,10 @@ class Adam:
 
 
 def _nonnegative(name: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(float(value))
-    ):
-        raise TypeError(f"{name}={value!r} must be a finite number")
-    if value < 0:
-        raise ValueError(f"{name}={value} must be >= 0")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}={value!r} must be a finite number >= 0")
+    if not (math.isfinite(float(value)) and float(value) >= 0):
+        raise ValueError(f"{name}={value!r} must be a finite number >= 0")
     return float(value)
 
 

@@ -3,6 +3,7 @@ straight-through masking."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import pytest
@@ -278,3 +279,17 @@ def test_errors() -> None:
         fp.adam(betas=(0.9, 1.0))
     with pytest.raises(TypeError, match="eps"):
         fp.adam(eps="small")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="lr=inf must be a finite number"):
+        fp.sgd(math.inf)
+    with pytest.raises(ValueError, match="betas=nan must be a finite number"):
+        fp.adam(betas=(0.9, math.nan))
+
+
+@pytest.mark.parametrize("opt", [fp.sgd(0.1, momentum=0.9), fp.adam()], ids=["sgd", "adam"])
+def test_state_of_other_params_is_a_key_error(
+    opt: fp.functional_optim.SGD | fp.functional_optim.Adam,
+) -> None:
+    params = {"a": torch.ones(2), "b": torch.ones(3)}
+    grads = {k: torch.ones_like(p) for k, p in params.items()}
+    with pytest.raises(KeyError, match=r"state lacks keys \['b'\]; .* init\(params\)"):
+        opt.step(params, grads, opt.init({"a": params["a"]}))  # type: ignore[arg-type]
