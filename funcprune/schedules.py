@@ -207,7 +207,9 @@ def polynomial(
     start, end = _step("start", start), _step("end", end)
     if end <= start:
         raise ValueError(f"end={end} must be after start={start} (use one_shot for a single step)")
-    if isinstance(power, bool) or not isinstance(power, numbers.Real) or not power > 0:
+    if isinstance(power, bool) or not isinstance(power, numbers.Real):
+        raise TypeError(f"power={power!r} must be a positive number (3 is Zhu & Gupta's cubic)")
+    if not power > 0:
         raise ValueError(f"power={power!r} must be a positive number (3 is Zhu & Gupta's cubic)")
     return Polynomial(final, initial, start, end, _step("frequency", frequency, 1), float(power))
 
