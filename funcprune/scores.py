@@ -33,6 +33,20 @@ def _checked(params: Params, other: Mapping[str, Tensor], what: str) -> None:
     check_tensor_dict(params, other, what)
 
 
+def _tensor_mapping(other: object, what: str) -> Mapping[str, Tensor]:
+    """``other`` must be a mapping with tensor values (its shapes are the caller's to check)."""
+    if not isinstance(other, Mapping):
+        raise TypeError(
+            f"{what} must be a mapping from parameter names to tensors; got {type(other).__name__}"
+        )
+    not_tensors = sorted(repr(k) for k, v in other.items() if not isinstance(v, Tensor))
+    if not_tensors:
+        raise TypeError(
+            f"{what} values must be tensors; not tensors at keys [{', '.join(not_tensors)}]"
+        )
+    return other
+
+
 def magnitude(params: Params) -> dict[str, Tensor]:
     """``|w|`` for every parameter (the default score of the L1 methods, made explicit).
 
@@ -82,15 +96,17 @@ def ranks(scores: Scores) -> dict[str, Tensor]:
 
     The smallest score of all keys gets 0, the next distinct value 1, and so on, so a method that
     ranks by ``|score|`` ranks by the signed score, within a key and across keys (for
-    :func:`funcprune.global_unstructured`). Exact for every dtype; eager only (not under ``vmap``).
+    :func:`funcprune.global_unstructured`). Exact for every floating dtype; eager only (not under
+    ``vmap``).
+
+    Raises:
+        TypeError: ``scores`` not a mapping of floating tensors.
 
     >>> import torch, funcprune as fp
     >>> fp.ranks({"a": torch.tensor([-3.0, 2.0]), "b": torch.tensor([2.0, -0.5])})
     {'a': tensor([0., 2.], dtype=torch.float64), 'b': tensor([2., 1.], dtype=torch.float64)}
     """
-    for key, s in scores.items():
-        if not isinstance(s, Tensor):
-            raise TypeError(f"scores values must be tensors; {key!r} is {type(s).__name__}")
+    for key, s in _tensor_mapping(scores, "scores").items():
         check_floating(key, s, "score", "ranks")
     if not scores:
         return {}
@@ -175,6 +191,8 @@ def wanda(params: Params, norms: Mapping[str, Tensor]) -> dict[str, Tensor]:
     sparse tensor cores, pair it with ``nm_semistructured(2, 4)`` (groups along inputs).
 
     Raises:
+        TypeError: ``norms`` not a mapping of tensors.
+        KeyError: keys of ``norms`` that are not parameters.
         ValueError: a weight that is not 2-d, or norms whose length is not its input size.
 
     >>> import torch, funcprune as fp
@@ -184,6 +202,7 @@ def wanda(params: Params, norms: Mapping[str, Tensor]) -> dict[str, Tensor]:
             [ 6.,  5.]])}
     """
     check_params(params)
+    _tensor_mapping(norms, "norms")
     unknown = sorted(k for k in norms if k not in params)
     if unknown:
         raise KeyError(f"norms has keys that are not parameters: {unknown}")

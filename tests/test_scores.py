@@ -165,6 +165,14 @@ def test_errors() -> None:
         fp.wanda(params, {"b": torch.ones(2)})
     with pytest.raises(KeyError, match="not parameters"):
         fp.wanda(params, {"x": torch.ones(3)})
+    with pytest.raises(TypeError, match=r"norms must be a mapping .* got list"):
+        fp.wanda(params, [torch.ones(3)])  # type: ignore[arg-type]
+    with pytest.raises(
+        TypeError, match=r"norms values must be tensors; not tensors at keys \['w'\]"
+    ):
+        fp.wanda(params, {"w": [1.0, 2.0, 3.0]})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match=r"scores must be a mapping .* got list"):
+        fp.ranks([torch.ones(2)])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="mismatched"):
         fp.taylor(params, {"w": torch.ones(3, 2)})
     with pytest.raises(KeyError, match="not parameters"):
