@@ -14,6 +14,7 @@ tensor([1., 0., 0., 1.])
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -41,6 +42,25 @@ def _prune_entries(default_mask: Tensor, pruned: Tensor) -> Tensor:
     mask = default_mask.clone(memory_format=torch.contiguous_format)
     mask.view(-1)[pruned] = 0
     return mask
+
+
+def _prune_ranked(
+    method: BasePruningMethod,
+    amount: TorchAmount,
+    t: Tensor,
+    default_mask: Tensor,
+    rank: Callable[[Tensor], Tensor],
+    *,
+    largest: bool,
+) -> Tensor:
+    """Prune the ``amount`` entries whose ``rank(t)`` is largest (or smallest), torch's way.
+
+    ``rank`` is called only when something is pruned, as torch draws its random numbers.
+    """
+    count = count_to_prune(amount, t.nelement(), key=_name(method))
+    if count == 0:
+        return default_mask.clone(memory_format=torch.contiguous_format)
+    return _prune_entries(default_mask, topk_mask(rank(t).reshape(-1), count, largest=largest))
 
 
 def _channel_count(method: BasePruningMethod, t: Tensor, dim: int, amount: TorchAmount) -> int:
@@ -86,11 +106,7 @@ class RandomUnstructured(BasePruningMethod):
 
     def compute_mask(self, t: Tensor, default_mask: Tensor) -> Tensor:
         """Prune the entries that draw the largest ``torch.rand_like(t)`` values."""
-        count = count_to_prune(self.amount, t.nelement(), key=_name(self))
-        if count == 0:
-            return default_mask.clone(memory_format=torch.contiguous_format)
-        draws = torch.rand_like(t).reshape(-1)
-        return _prune_entries(default_mask, topk_mask(draws, count, largest=True))
+        return _prune_ranked(self, self.amount, t, default_mask, torch.rand_like, largest=True)
 
     @classmethod
     def apply(cls, module: nn.Module, name: str, amount: TorchAmount) -> BasePruningMethod:  # type: ignore[override]
@@ -109,10 +125,7 @@ class L1Unstructured(BasePruningMethod):
 
     def compute_mask(self, t: Tensor, default_mask: Tensor) -> Tensor:
         """Prune the ``count`` entries of smallest ``|t|`` (torch's choice among ties)."""
-        count = count_to_prune(self.amount, t.nelement(), key=_name(self))
-        if count == 0:
-            return default_mask.clone(memory_format=torch.contiguous_format)
-        return _prune_entries(default_mask, topk_mask(t.abs().reshape(-1), count, largest=False))
+        return _prune_ranked(self, self.amount, t, default_mask, torch.abs, largest=False)
 
     @classmethod
     def apply(  # type: ignore[override]
