@@ -75,6 +75,14 @@ class PruningContainer(BasePruningMethod):
     ``PruningContainer(m1, m2, ...)`` takes the tensor name of ``m1`` (torch's container raises
     ``AttributeError`` for more than one method: fixed). Without methods it has no tensor name
     until one is set.
+
+    >>> import torch
+    >>> from funcprune import compat as prune
+    >>> first, second = prune.L1Unstructured(2), prune.L1Unstructured(1)
+    >>> first._tensor_name = second._tensor_name = "weight"
+    >>> container = prune.PruningContainer(first, second)
+    >>> len(container), container.compute_mask(torch.tensor([1.0, 3.0, 2.0]), torch.tensor([1.0, 1.0, 0.0]))
+    (2, tensor([0., 1., 0.]))
     """
 
     def __init__(self, *args: BasePruningMethod) -> None:

@@ -36,13 +36,25 @@ from funcprune.compat.validation import Norm, TorchAmount
 
 
 def identity(module: nn.Module, name: str) -> nn.Module:
-    """Reparametrize ``module.<name>`` with a mask of ones (prunes nothing)."""
+    """Reparametrize ``module.<name>`` with a mask of ones (prunes nothing).
+
+    >>> import torch
+    >>> from funcprune import compat as prune
+    >>> prune.identity(torch.nn.Linear(2, 1), "weight").weight_mask
+    tensor([[1., 1.]])
+    """
     Identity.apply(module, name)
     return module
 
 
 def random_unstructured(module: nn.Module, name: str, amount: TorchAmount) -> nn.Module:
-    """Prune ``amount`` of the unpruned entries of ``module.<name>`` at random."""
+    """Prune ``amount`` of the unpruned entries of ``module.<name>`` at random.
+
+    >>> import torch
+    >>> from funcprune import compat as prune
+    >>> int(prune.random_unstructured(torch.nn.Linear(4, 5), "weight", amount=0.25).weight_mask.sum())
+    15
+    """
     RandomUnstructured.apply(module, name, amount)
     return module
 
@@ -50,13 +62,29 @@ def random_unstructured(module: nn.Module, name: str, amount: TorchAmount) -> nn
 def l1_unstructured(
     module: nn.Module, name: str, amount: TorchAmount, importance_scores: Tensor | None = None
 ) -> nn.Module:
-    """Prune ``amount`` of the unpruned entries of ``module.<name>`` with the smallest magnitude."""
+    """Prune ``amount`` of the unpruned entries of ``module.<name>`` with the smallest magnitude.
+
+    >>> import torch
+    >>> from funcprune import compat as prune
+    >>> lin = torch.nn.Linear(3, 1)
+    >>> with torch.no_grad():
+    ...     _ = lin.weight.copy_(torch.tensor([[0.5, -2.0, 0.1]]))
+    >>> prune.l1_unstructured(lin, "weight", amount=2).weight_mask
+    tensor([[0., 1., 0.]])
+    """
     L1Unstructured.apply(module, name, amount=amount, importance_scores=importance_scores)
     return module
 
 
 def random_structured(module: nn.Module, name: str, amount: TorchAmount, dim: int) -> nn.Module:
-    """Prune ``amount`` of the unpruned slices of ``module.<name>`` along ``dim`` at random."""
+    """Prune ``amount`` of the unpruned slices of ``module.<name>`` along ``dim`` at random.
+
+    >>> import torch
+    >>> from funcprune import compat as prune
+    >>> lin = prune.random_structured(torch.nn.Linear(3, 4), "weight", amount=0.5, dim=0)
+    >>> lin.weight_mask.all(dim=1).sum().item(), (lin.weight_mask == 0).all(dim=1).sum().item()
+    (2, 2)
+    """
     RandomStructured.apply(module, name, amount, dim)
     return module
 
@@ -69,13 +97,30 @@ def ln_structured(
     dim: int,
     importance_scores: Tensor | None = None,
 ) -> nn.Module:
-    """Prune ``amount`` of the unpruned slices along ``dim`` with the smallest L``n`` norm."""
+    """Prune ``amount`` of the unpruned slices along ``dim`` with the smallest L``n`` norm.
+
+    >>> import torch
+    >>> from funcprune import compat as prune
+    >>> lin = torch.nn.Linear(2, 3)
+    >>> with torch.no_grad():
+    ...     _ = lin.weight.copy_(torch.tensor([[3.0, 4.0], [0.1, 0.0], [1.0, 1.0]]))
+    >>> prune.ln_structured(lin, "weight", amount=1, n=2, dim=0).weight_mask
+    tensor([[1., 1.],
+            [0., 0.],
+            [1., 1.]])
+    """
     LnStructured.apply(module, name, amount, n, dim, importance_scores=importance_scores)
     return module
 
 
 def custom_from_mask(module: nn.Module, name: str, mask: Tensor) -> nn.Module:
-    """Prune ``module.<name>`` where ``mask`` is zero (on top of earlier pruning)."""
+    """Prune ``module.<name>`` where ``mask`` is zero (on top of earlier pruning).
+
+    >>> import torch
+    >>> from funcprune import compat as prune
+    >>> prune.custom_from_mask(torch.nn.Linear(2, 2), "bias", torch.tensor([0.0, 1.0])).bias_mask
+    tensor([0., 1.])
+    """
     CustomFromMask.apply(module, name, mask)
     return module
 
@@ -101,6 +146,13 @@ def global_unstructured(
         TypeError: ``parameters`` not iterable, ``importance_scores`` not a dict, or a method
             whose ``PRUNING_TYPE`` is not ``"unstructured"``.
         ValueError: no parameters (torch cannot concatenate nothing).
+
+    >>> import torch
+    >>> from funcprune import compat as prune
+    >>> a, b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 2)
+    >>> prune.global_unstructured([(a, "weight"), (b, "weight")], prune.L1Unstructured, amount=12)
+    >>> int((a.weight_mask == 0).sum() + (b.weight_mask == 0).sum())
+    12
     """
     if not isinstance(parameters, Iterable):
         raise TypeError(
@@ -142,6 +194,12 @@ def remove(module: nn.Module, name: str) -> nn.Module:
 
     Raises:
         ValueError: ``module.<name>`` is not pruned.
+
+    >>> import torch
+    >>> from funcprune import compat as prune
+    >>> lin = prune.remove(prune.l1_unstructured(torch.nn.Linear(2, 2), "bias", amount=1), "bias")
+    >>> list(lin.state_dict()), int((lin.bias == 0).sum())
+    (['weight', 'bias'], 1)
     """
     for key, hook in pruning_hooks(module):
         if hook._tensor_name == name:
@@ -154,7 +212,16 @@ def remove(module: nn.Module, name: str) -> nn.Module:
 
 
 def is_pruned(module: nn.Module) -> bool:
-    """Whether ``module`` or any submodule has a funcprune.compat pruning hook."""
+    """Whether ``module`` or any submodule has a funcprune.compat pruning hook.
+
+    >>> import torch
+    >>> from funcprune import compat as prune
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    >>> before = prune.is_pruned(model)
+    >>> _ = prune.identity(model[0], "bias")
+    >>> before, prune.is_pruned(model)
+    (False, True)
+    """
     return any(True for sub in module.modules() for _ in pruning_hooks(sub))
 
 

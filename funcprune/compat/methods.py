@@ -81,7 +81,12 @@ def _keep_slices(t: Tensor, dim: int, keep: Tensor, default_mask: Tensor) -> Ten
 
 
 class Identity(BasePruningMethod):
-    """Prunes nothing; installs the reparametrization with a mask of ones."""
+    """Prunes nothing; installs the reparametrization with a mask of ones.
+
+    >>> import torch
+    >>> Identity().compute_mask(torch.ones(2), torch.tensor([1.0, 0.0]))
+    tensor([1., 0.])
+    """
 
     PRUNING_TYPE: ClassVar[str] = "unstructured"
 
@@ -96,7 +101,12 @@ class Identity(BasePruningMethod):
 
 
 class RandomUnstructured(BasePruningMethod):
-    """Prunes ``amount`` of the (currently unpruned) entries at random."""
+    """Prunes ``amount`` of the (currently unpruned) entries at random.
+
+    >>> import torch
+    >>> int(RandomUnstructured(amount=3).compute_mask(torch.ones(8), torch.ones(8)).sum())
+    5
+    """
 
     PRUNING_TYPE: ClassVar[str] = "unstructured"
 
@@ -115,7 +125,12 @@ class RandomUnstructured(BasePruningMethod):
 
 
 class L1Unstructured(BasePruningMethod):
-    """Prunes ``amount`` of the (currently unpruned) entries with the smallest magnitude."""
+    """Prunes ``amount`` of the (currently unpruned) entries with the smallest magnitude.
+
+    >>> import torch
+    >>> L1Unstructured(amount=0.5).compute_mask(torch.tensor([4.0, -1.0, 0.5, 2.0]), torch.ones(4))
+    tensor([1., 0., 0., 1.])
+    """
 
     PRUNING_TYPE: ClassVar[str] = "unstructured"
 
@@ -140,7 +155,13 @@ class L1Unstructured(BasePruningMethod):
 
 
 class RandomStructured(BasePruningMethod):
-    """Prunes ``amount`` of the (currently unpruned) slices along ``dim`` at random."""
+    """Prunes ``amount`` of the (currently unpruned) slices along ``dim`` at random.
+
+    >>> import torch
+    >>> mask = RandomStructured(amount=1, dim=1).compute_mask(torch.ones(2, 3), torch.ones(2, 3))
+    >>> int((mask == 0).all(dim=0).sum())
+    1
+    """
 
     PRUNING_TYPE: ClassVar[str] = "structured"
 
@@ -170,7 +191,14 @@ class RandomStructured(BasePruningMethod):
 
 
 class LnStructured(BasePruningMethod):
-    """Prunes ``amount`` of the (currently unpruned) slices along ``dim`` with smallest L``n`` norm."""
+    """Prunes ``amount`` of the (currently unpruned) slices along ``dim`` with smallest L``n`` norm.
+
+    >>> import torch
+    >>> t = torch.tensor([[1.0, 0.1], [2.0, 0.2]])
+    >>> LnStructured(amount=1, n=1, dim=1).compute_mask(t, torch.ones(2, 2))
+    tensor([[1., 0.],
+            [1., 0.]])
+    """
 
     PRUNING_TYPE: ClassVar[str] = "structured"
 
@@ -208,6 +236,10 @@ class CustomFromMask(BasePruningMethod):
 
     The product (not a bool ``and``) is torch's rule, so non-binary masks scale as in torch; for
     0/1 masks it is the core's :func:`funcprune.custom_from_mask` in the mask's dtype.
+
+    >>> import torch
+    >>> CustomFromMask(torch.tensor([0.0, 1.0, 1.0])).compute_mask(torch.ones(3), torch.tensor([1.0, 1.0, 0.0]))
+    tensor([0., 1., 0.])
     """
 
     PRUNING_TYPE: ClassVar[str] = "global"
