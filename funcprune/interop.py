@@ -91,6 +91,7 @@ def from_state_dict(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor]
     ``masks[key]``; every other entry (parameters and buffers alike) goes to ``params`` as is.
 
     Raises:
+        TypeError: ``state_dict`` is not a mapping.
         ValueError: a mask with values other than 0 and 1.
 
     >>> import torch, funcprune as fp
@@ -99,6 +100,10 @@ def from_state_dict(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor]
     >>> list(params), masks
     (['bias', 'weight'], {'weight': tensor([[ True, False]])})
     """
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(
+            f"state_dict must be a mapping from names to tensors; got {type(state_dict).__name__}"
+        )
     pruned = {
         key[: -len("_mask")]
         for key in state_dict
@@ -120,12 +125,24 @@ def to_state_dict(params: Params, masks: Mapping[str, Tensor]) -> dict[str, Tens
     Masks are written in their parameter's dtype (torch's rule), so ``load_state_dict`` accepts
     the result on a module pruned the same way.
 
+    Raises:
+        KeyError, TypeError, ValueError: masks that do not fit ``params``; ``ValueError`` also
+            for a parameter named like the ``<key>_orig`` or ``<key>_mask`` of a masked key.
+
     >>> import torch, funcprune as fp
     >>> fp.to_state_dict({"w": torch.tensor([2.0, 3.0])}, {"w": torch.tensor([True, False])})
     {'w_orig': tensor([2., 3.]), 'w_mask': tensor([1., 0.])}
     """
     check_params(params)
     check_masks(params, masks)
+    clashes = sorted(
+        k + suffix for k in masks for suffix in ("_orig", "_mask") if k + suffix in params
+    )
+    if clashes:
+        raise ValueError(
+            f"parameters {clashes} have the names the masked parameters' <key>_orig/<key>_mask "
+            "entries take; rename them or leave their masked keys out"
+        )
     out: dict[str, Tensor] = {}
     for key, value in params.items():
         if key in masks:

@@ -163,3 +163,19 @@ def test_meta_modules_and_state_dicts_convert() -> None:
     params, masks = fp.from_state_dict(lin.state_dict())
     assert masks["weight"].shape == (2, 3) and masks["weight"].dtype == torch.bool
     assert fp.to_state_dict(params, masks).keys() == lin.state_dict().keys()
+
+
+def test_state_dict_conversions_refuse_what_they_would_lose() -> None:
+    """A key both a parameter and the ``_orig``/``_mask`` of a masked one, or a non-mapping."""
+    params = {
+        "w": torch.ones(2),
+        "w_orig": torch.zeros(2),
+        "b": torch.ones(1),
+        "b_mask": torch.ones(1),
+    }
+    masks = {"w": torch.tensor([True, False]), "b": torch.tensor([True])}
+    with pytest.raises(ValueError, match=r"\['b_mask', 'w_orig'\]"):
+        fp.to_state_dict(params, masks)
+    assert list(fp.to_state_dict(params, {})) == list(params)
+    with pytest.raises(TypeError, match=r"state_dict must be a mapping .* got list"):
+        fp.from_state_dict([("w", torch.ones(1))])  # type: ignore[arg-type]
