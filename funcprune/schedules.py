@@ -214,7 +214,8 @@ def polynomial(
     return Polynomial(final, initial, start, end, _step("frequency", frequency, 1), float(power))
 
 
-def _float64(x: Tensor | float) -> Tensor:
+def _tensor(x: Tensor | float) -> Tensor:
+    """``x`` itself if it is a tensor, else a 0-d float64 tensor of it."""
     return x if isinstance(x, Tensor) else torch.tensor(x, dtype=torch.float64)
 
 
@@ -239,7 +240,7 @@ def fraction_of_remaining(target: Tensor | float, current: Tensor | float) -> Te
     tensor(0.)
     """
     if isinstance(target, Tensor) or isinstance(current, Tensor):
-        goal, now = _float64(target), _float64(current)
+        goal, now = _tensor(target), _tensor(current)
         left = 1 - now
         ratio = (goal - now) / torch.where(left > 0, left, 1)
         return torch.where(left > 0, ratio.clamp(0.0, 1.0), 0.0)
