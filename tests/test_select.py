@@ -256,3 +256,14 @@ def test_counts_far_outside_the_range_are_clamped_by_every_kernel(k: int) -> Non
     ]
     for got in kernels:
         assert torch.equal(got, expected)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="static_prune_smallest does not clamp k above the eligible count when the largest key "
+    "repeats (reported to the lead; select.py is theirs)",
+)
+def test_static_kernel_clamps_k_above_the_eligible_count_with_repeated_max_keys() -> None:
+    keys = torch.tensor([2**31 - 1, 2**31 - 1], dtype=torch.int32)  # two NaN magnitudes, say
+    got = select.static_prune_smallest([keys], [None], torch.tensor(3), [keys.shape])
+    assert got[0].tolist() == [False, False]
