@@ -357,6 +357,8 @@ def static_prune_smallest(
     for shift in range(bits - _DIGIT_BITS, -1, -_DIGIT_BITS):
         top = shift == bits - _DIGIT_BITS
         hist = _digit_histogram(flat, allowed, prefix, shift, top, count).to(torch.int64)
+        if top:  # clamp k to the eligible count, so that k >= count prunes every eligible entry
+            remaining = torch.clamp(torch.minimum(remaining, hist.sum()), min=0)
         counts = torch.cumsum(hist, 0)
         before = counts < remaining  # bins wholly below the threshold's digit
         digit = torch.clamp(before.sum(), max=_DIGIT)
