@@ -52,9 +52,9 @@ def _bool_mask(key: str, mask: Tensor) -> Tensor:
     return mask != 0
 
 
-def _pruned_names(module: nn.Module) -> list[str]:
-    """Qualified names of the tensors that carry a pruning hook (torch's or compat's)."""
-    kinds = _pruning_hook_types()
+def _pruned_names(module: nn.Module, kinds: tuple[type, ...] | None = None) -> list[str]:
+    """Qualified names of the tensors that carry a pruning hook of ``kinds`` (torch's or compat's)."""
+    kinds = _pruning_hook_types() if kinds is None else kinds
     names = []
     for prefix, sub in module.named_modules():
         hooks: list[Any] = [h for h in sub._forward_pre_hooks.values() if isinstance(h, kinds)]
@@ -163,6 +163,8 @@ def install_masks(module: nn.Module, masks: Mapping[str, Tensor]) -> nn.Module:
     Raises:
         KeyError: keys that are not (possibly pruned) parameters of ``module``.
         TypeError, ValueError: masks that are not bool or not of their parameter's shape.
+        ValueError: keys pruned by ``torch.nn.utils.prune`` (its hooks and compat's cannot be
+            stacked); nothing is changed.
 
     >>> import torch, funcprune as fp
     >>> lin = fp.install_masks(torch.nn.Linear(2, 2), {"bias": torch.tensor([True, False])})
@@ -173,6 +175,13 @@ def install_masks(module: nn.Module, masks: Mapping[str, Tensor]) -> nn.Module:
 
     params, _ = from_module(module)
     check_masks(params, masks)
+    by_torch = sorted(set(masks) & set(_pruned_names(module, (torch_prune.BasePruningMethod,))))
+    if by_torch:
+        raise ValueError(
+            f"{by_torch} are pruned by torch.nn.utils.prune, whose hooks funcprune.compat's cannot "
+            "extend; make that pruning permanent with torch.nn.utils.prune.remove(submodule, name) "
+            "first, or leave those keys out"
+        )
     for key, mask in masks.items():
         owner, _, name = key.rpartition(".")
         custom_from_mask(module.get_submodule(owner), name, mask)

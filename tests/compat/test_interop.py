@@ -179,3 +179,16 @@ def test_state_dict_conversions_refuse_what_they_would_lose() -> None:
     assert list(fp.to_state_dict(params, {})) == list(params)
     with pytest.raises(TypeError, match=r"state_dict must be a mapping .* got list"):
         fp.from_state_dict([("w", torch.ones(1))])  # type: ignore[arg-type]
+
+
+def test_install_masks_refuses_tensors_pruned_by_torch_before_touching_anything() -> None:
+    net = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    torch_prune.l1_unstructured(net[1], "weight", amount=1)
+    before = list(net.state_dict())
+    masks = {
+        "0.weight": torch.ones(3, 2, dtype=torch.bool),
+        "1.weight": torch.ones(1, 3, dtype=torch.bool),
+    }
+    with pytest.raises(ValueError, match=r"\['1\.weight'\] .* torch\.nn\.utils\.prune"):
+        fp.install_masks(net, masks)
+    assert list(net.state_dict()) == before and not net[0]._forward_pre_hooks
