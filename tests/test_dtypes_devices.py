@@ -22,6 +22,8 @@ METHODS = [
     fp.random_structured(0.5, dim=0),
     fp.global_unstructured(0.7),
     fp.chain(fp.l1_unstructured(0.3), fp.ln_structured(1, n=1, dim=0)),
+    fp.nm_semistructured(2, 3),
+    fp.per_key(fp.random_unstructured, {"w": 0.5}),
 ]
 
 

@@ -106,6 +106,17 @@ def test_fraction_of_remaining(target: float, current: float) -> None:
     assert isinstance(tensor, torch.Tensor) and math.isclose(float(tensor), f, abs_tol=1e-12)
 
 
+def test_fraction_of_remaining_under_vmap_equals_the_float_path() -> None:
+    targets = [0.0, 0.5, 0.9, 1.0, 0.3]
+    currents = [0.0, 0.5, 0.5, 1.0, 0.6]
+    batched = vmap(fp.fraction_of_remaining)(
+        torch.tensor(targets, dtype=torch.float64), torch.tensor(currents, dtype=torch.float64)
+    )
+    expected = [fp.fraction_of_remaining(t, c) for t, c in zip(targets, currents, strict=True)]
+    assert batched.tolist() == pytest.approx(expected, abs=1e-15)
+    assert expected[2] == pytest.approx(0.8) and expected[3] == 0.0 and expected[4] == 0.0
+
+
 def test_value_semantics() -> None:
     assert fp.polynomial(0.5, start=0, end=10) == fp.polynomial(0.5, start=0, end=10, power=3)
     assert fp.polynomial(0.5, start=0, end=10) != fp.polynomial(0.5, start=0, end=11)
