@@ -94,8 +94,9 @@ def movement(params: Params, accumulated_grads: Mapping[str, Tensor]) -> dict[st
 def ranks(scores: Scores) -> dict[str, Tensor]:
     """Dense ranks of signed scores across all keys: nonnegative float64, same order, same ties.
 
-    The smallest score of all keys gets 0, the next distinct value 1, and so on, so a method that
-    ranks by ``|score|`` ranks by the signed score, within a key and across keys (for
+    The smallest score of all keys gets 0, the next distinct value 1, and so on (NaN one past the
+    largest, as methods rank NaN magnitudes above every number), so a method that ranks by
+    ``|score|`` ranks by the signed score, within a key and across keys (for
     :func:`funcprune.global_unstructured`). Exact for every floating dtype; eager only (not under
     ``vmap``).
 
@@ -111,7 +112,7 @@ def ranks(scores: Scores) -> dict[str, Tensor]:
     if not scores:
         return {}
     flat = torch.cat([s.detach().reshape(-1).to(torch.float64) for s in scores.values()])
-    distinct = torch.unique(flat)  # sorted ascending
+    distinct = torch.unique(flat[~flat.isnan()])  # sorted ascending; NaN ranks one past them
     return {
         key: torch.searchsorted(distinct, s.detach().to(torch.float64).reshape(-1))
         .to(torch.float64)

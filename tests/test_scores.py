@@ -181,3 +181,9 @@ def test_errors() -> None:
         fp.ranks({"i": torch.ones(2, dtype=torch.int64)})
     with pytest.raises(ValueError, match="no parameter among"):
         fp.activation_norms(nn.ReLU(), {}, [torch.ones(2)])
+
+
+def test_ranks_put_every_nan_one_past_the_largest_value() -> None:
+    nan = float("nan")
+    ranked = fp.ranks({"a": torch.tensor([nan, 1.0, nan]), "b": torch.tensor([-2.0, nan])})
+    assert ranked["a"].tolist() == [2.0, 1.0, 2.0] and ranked["b"].tolist() == [0.0, 2.0]
