@@ -50,6 +50,16 @@ def _keys(scores: list[Tensor]) -> list[Tensor]:
     return [select.order_keys(s) for s in scores]
 
 
+def _flat_inputs(
+    scores: list[Tensor], eligible: list[Tensor | None]
+) -> tuple[list[Tensor], list[Tensor | None], list[torch.Size]]:
+    """The kernels' inputs: flat keys, flat eligibility and the original shapes."""
+    keys = _keys(scores)
+    flat = [key.reshape(-1) for key in keys]
+    allowed = [None if e is None else e.reshape(-1) for e in eligible]
+    return flat, allowed, [key.shape for key in keys]
+
+
 def _expected(scores: list[Tensor], eligible: list[Tensor | None], k: int) -> list[Tensor]:
     total = sum(
         int(s.numel() if e is None else e.sum()) for s, e in zip(scores, eligible, strict=True)
@@ -86,15 +96,9 @@ def test_static_and_rank_kernels_match_a_stable_sort(
     scores, eligible, k = case
     if not scores:
         return
-    keys = _keys(scores)
-    flat = [key.reshape(-1) for key in keys]
+    flat, allowed, shapes = _flat_inputs(scores, eligible)
     run = select.static_prune_smallest if kernel == "static" else select.rank_prune_smallest
-    got = run(
-        flat,
-        [None if e is None else e.reshape(-1) for e in eligible],
-        torch.tensor(k),
-        [key.shape for key in keys],
-    )
+    got = run(flat, allowed, torch.tensor(k), shapes)
     _assert_equal(got, _expected(scores, eligible, k))
 
 
@@ -109,10 +113,7 @@ def test_eager_kernel_with_tiny_chunks_samples_and_wrong_brackets(
     scores, eligible, k = case
     if not scores:
         return
-    keys = _keys(scores)
-    flat = [key.reshape(-1) for key in keys]
-    allowed = [None if e is None else e.reshape(-1) for e in eligible]
-    shapes = [key.shape for key in keys]
+    flat, allowed, shapes = _flat_inputs(scores, eligible)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(select, "_CHUNK", chunk)
         patch.setattr(select, "_SAMPLE", sample)
