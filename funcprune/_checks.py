@@ -10,6 +10,7 @@ KeyError: "masks has keys that are not parameters: ['b']; parameter keys are ['w
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 
 import torch
@@ -110,3 +111,36 @@ def check_floating(key: str, t: Tensor, role: str, method: str) -> None:
             f"{key!r}: {method} needs a floating {role}, got {t.dtype}; pass floating "
             "importance_scores for it, or exclude it with funcprune.only(...)"
         )
+
+
+def check_int(name: str, value: object, meaning: str = "") -> int:
+    """A hyperparameter that must be an ``int`` (not a bool).
+
+    >>> check_int("seed", 3)
+    3
+    >>> check_int("dim", 0.5, "the dim whose slices are pruned")
+    Traceback (most recent call last):
+    ...
+    TypeError: dim=0.5 must be an int (the dim whose slices are pruned)
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r} must be an int" + (f" ({meaning})" if meaning else ""))
+    return int(value)
+
+
+def check_dim(key: str, shape: tuple[int, ...], dim: int, hint: str = "") -> int:
+    """``dim`` normalized to ``[0, len(shape))``; a ValueError naming the key when out of range.
+
+    >>> check_dim("w", (2, 3), -1)
+    1
+    >>> check_dim("w", (2, 3), 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: 'w': dim=2 is out of range for shape (2, 3); allowed dims are -2 to 1
+    """
+    if not -len(shape) <= dim < len(shape):
+        raise ValueError(
+            f"{key!r}: dim={dim} is out of range for shape {tuple(shape)}; "
+            f"allowed dims are {-len(shape)} to {len(shape) - 1}" + hint
+        )
+    return dim % len(shape)

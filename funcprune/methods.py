@@ -22,7 +22,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
-from funcprune._checks import check_floating, check_tensor_dict
+from funcprune._checks import check_dim, check_floating, check_int, check_tensor_dict
 from funcprune._method import Method, PerKeyMethod, all_kept, positional
 from funcprune._random import random_keys
 from funcprune.amount import check_amount, units_to_prune
@@ -57,12 +57,7 @@ def _channel_dim(key: str, shape: torch.Size, dim: int, method: str) -> int:
             f"{key!r}: {method} prunes slices of tensors with >= 2 dims; got shape {tuple(shape)}. "
             "Restrict it to such parameters with funcprune.only(method, include=...)"
         )
-    if not -len(shape) <= dim < len(shape):
-        raise ValueError(
-            f"{key!r}: dim={dim} is out of range for shape {tuple(shape)}; "
-            f"allowed dims are {-len(shape)} to {len(shape) - 1}"
-        )
-    return dim % len(shape)
+    return check_dim(key, tuple(shape), dim)
 
 
 def _prune_slices(
@@ -235,18 +230,6 @@ class GlobalUnstructured(Method):
         return dict(zip(params, kept, strict=True))
 
 
-def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed={seed!r} must be an int")
-    return int(seed)
-
-
-def _check_dim(dim: object) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
-        raise TypeError(f"dim={dim!r} must be an int (the dim whose slices are pruned)")
-    return int(dim)
-
-
 def _check_norm(n: object) -> Norm:
     if n == "fro" or n == "nuc":
         return n
@@ -279,7 +262,7 @@ def random_unstructured(amount: Amount, *, seed: int = 0) -> RandomUnstructured:
     >>> int((~m).sum())
     2
     """
-    return RandomUnstructured(check_amount(amount), _check_seed(seed))
+    return RandomUnstructured(check_amount(amount), check_int("seed", seed))
 
 
 def l1_unstructured(amount: Amount) -> L1Unstructured:
@@ -303,7 +286,11 @@ def random_structured(amount: Amount, *, dim: int, seed: int = 0) -> RandomStruc
     >>> m.all(dim=1).sum().item(), (~m).all(dim=1).sum().item()
     (2, 1)
     """
-    return RandomStructured(check_amount(amount), _check_dim(dim), _check_seed(seed))
+    return RandomStructured(
+        check_amount(amount),
+        check_int("dim", dim, "the dim whose slices are pruned"),
+        check_int("seed", seed),
+    )
 
 
 def ln_structured(amount: Amount, *, n: Norm, dim: int) -> LnStructured:
@@ -321,7 +308,11 @@ def ln_structured(amount: Amount, *, n: Norm, dim: int) -> LnStructured:
             [False, False],
             [ True,  True]])
     """
-    return LnStructured(check_amount(amount), _check_norm(n), _check_dim(dim))
+    return LnStructured(
+        check_amount(amount),
+        _check_norm(n),
+        check_int("dim", dim, "the dim whose slices are pruned"),
+    )
 
 
 def custom_from_mask(masks: Mapping[str, Tensor]) -> CustomFromMask:
@@ -364,7 +355,7 @@ def global_unstructured(
     """
     if scores not in ("l1", "random"):
         raise ValueError(f"scores={scores!r} is not supported; allowed: 'l1' or 'random'")
-    return GlobalUnstructured(check_amount(amount), scores, _check_seed(seed))
+    return GlobalUnstructured(check_amount(amount), scores, check_int("seed", seed))
 
 
 __all__ = [

@@ -16,14 +16,13 @@ tensor([[False,  True,  True, False],
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from funcprune._checks import check_floating
+from funcprune._checks import check_dim, check_floating, check_int
 from funcprune._method import PerKeyMethod
 from funcprune.select import order_keys
 
@@ -35,19 +34,15 @@ def _group_dim(key: str, shape: torch.Size, dim: int, m: int) -> int:
             f"{key!r}: nm_semistructured groups entries along a dim, but the parameter is 0-d; "
             "exclude it with funcprune.only(method, exclude=...)"
         )
-    if not -len(shape) <= dim < len(shape):
-        raise ValueError(
-            f"{key!r}: dim={dim} is out of range for shape {tuple(shape)}; allowed dims are "
-            f"{-len(shape)} to {len(shape) - 1} (restrict the method with funcprune.only(...))"
-        )
-    size = shape[dim]
+    axis = check_dim(key, tuple(shape), dim, " (restrict the method with funcprune.only(...))")
+    size = shape[axis]
     if size % m:
         raise ValueError(
             f"{key!r}: shape {tuple(shape)} has size {size} along dim={dim}, which is not "
             f"divisible by m={m}; N:M groups need a multiple of m (pad the layer, pick another "
             "dim, or exclude the key with funcprune.only(...))"
         )
-    return dim % len(shape)
+    return axis
 
 
 def _grouped(t: Tensor, dim: int, m: int) -> Tensor:
@@ -115,12 +110,6 @@ class NMSemistructured(PerKeyMethod):
         return nm_keep(order_keys(source.abs()), survivors, self.n, self.m, dim)
 
 
-def _check_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}={value!r} must be an int")
-    return int(value)
-
-
 def nm_semistructured(n: int, m: int, *, dim: int = 1) -> NMSemistructured:
     """Keep the ``n`` largest-magnitude entries of every ``m`` consecutive entries along ``dim``.
 
@@ -154,7 +143,7 @@ def nm_semistructured(n: int, m: int, *, dim: int = 1) -> NMSemistructured:
     ...
     ValueError: 'w': shape (3, 6) has size 6 along dim=1, which is not divisible by m=4; ...
     """
-    n, m, dim = _check_int("n", n), _check_int("m", m), _check_int("dim", dim)
+    n, m, dim = check_int("n", n), check_int("m", m), check_int("dim", dim)
     if m < 1:
         raise ValueError(f"m={m} must be a group size >= 1 (e.g. m=4 for 2:4 sparsity)")
     if not 0 <= n <= m:
