@@ -219,6 +219,17 @@ def _tensor(x: Tensor | float) -> Tensor:
     return x if isinstance(x, Tensor) else torch.tensor(x, dtype=torch.float64)
 
 
+def _sparsity(name: str, value: object) -> Tensor | float:
+    """A sparsity: a 0-d tensor (unchecked: it may be batched or traced) or a float in [0, 1]."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}={value!r} must be a sparsity: a float in [0, 1] or a 0-d tensor")
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name}={value!r} is not a sparsity in [0, 1]")
+    return float(value)
+
+
 @overload
 def fraction_of_remaining(target: float, current: float) -> float: ...
 
@@ -239,6 +250,7 @@ def fraction_of_remaining(target: Tensor | float, current: Tensor | float) -> Te
     >>> fp.fraction_of_remaining(torch.tensor(0.9), torch.tensor(1.0))
     tensor(0.)
     """
+    target, current = _sparsity("target", target), _sparsity("current", current)
     if isinstance(target, Tensor) or isinstance(current, Tensor):
         goal, now = _tensor(target), _tensor(current)
         left = 1 - now

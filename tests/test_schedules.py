@@ -148,3 +148,19 @@ def test_value_semantics() -> None:
 def test_errors(build: object, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         build()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("target", "current", "error"),
+    [
+        (math.nan, 0.0, ValueError),
+        (0.5, 1.5, ValueError),
+        ("0.5", 0.0, TypeError),
+        (True, 0.0, TypeError),
+    ],
+)
+def test_fraction_of_remaining_rejects_what_is_not_a_sparsity(
+    target: object, current: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="sparsity"):
+        fp.fraction_of_remaining(target, current)  # type: ignore[arg-type]
