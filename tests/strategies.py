@@ -35,6 +35,17 @@ def tensors(
     return values.to(draw(st.sampled_from(dtypes)))
 
 
+@st.composite
+def tensors_like(draw: st.DrawFn, like: Tensor) -> Tensor:
+    """Seeded values of ``like``'s shape and dtype, with or without ties (importance scores)."""
+    generator = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    if draw(st.booleans()):
+        values = torch.randint(-3, 4, like.shape, generator=generator).to(torch.float64)
+    else:
+        values = torch.randn(like.shape, generator=generator, dtype=torch.float64)
+    return values.to(like.dtype)
+
+
 def amounts(units: int) -> st.SearchStrategy[float | int]:
     """A float fraction or an int count valid for ``units`` remaining units."""
     return st.one_of(st.floats(0.0, 1.0), st.integers(0, units))
@@ -45,4 +56,4 @@ def count_of(amount: float | int, units: int) -> int:
     return amount if isinstance(amount, int) else round(amount * units)
 
 
-__all__ = ["NORMS", "amounts", "count_of", "tensors"]
+__all__ = ["NORMS", "amounts", "count_of", "tensors", "tensors_like"]

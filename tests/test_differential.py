@@ -12,7 +12,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from reference import reference_keep, threshold_untied, torch_masks, torch_module, torch_prune
-from strategies import NORMS, amounts, count_of, tensors
+from strategies import NORMS, amounts, count_of, tensors, tensors_like
 from torch import nn
 
 import funcprune as fp
@@ -37,9 +37,7 @@ def test_l1_unstructured(w: torch.Tensor, data: st.DataObject) -> None:
 
 @given(w=tensors(), data=st.data())
 def test_l1_unstructured_importance_scores(w: torch.Tensor, data: st.DataObject) -> None:
-    scores = data.draw(tensors(ties=False)).reshape(-1)[: w.numel()]
-    scores = torch.cat([scores, torch.randn(w.numel() - scores.numel(), dtype=scores.dtype)])
-    scores = scores.reshape(w.shape)
+    scores = data.draw(tensors_like(w))
     amount = data.draw(amounts(w.numel()))
     ours = fp.l1_unstructured(amount)({"w": w}, importance_scores={"w": scores})["w"]
     module = torch_module({"w": w})
@@ -122,9 +120,7 @@ def test_global_unstructured(
 ) -> None:
     params, prior = state
     use_scores = data.draw(st.booleans())
-    scores = (
-        {k: torch.randn(p.shape, dtype=p.dtype) for k, p in params.items()} if use_scores else {}
-    )
+    scores = {k: data.draw(tensors_like(p)) for k, p in params.items()} if use_scores else {}
     remaining = sum(int(prior[k].sum()) if k in prior else p.numel() for k, p in params.items())
     amount = data.draw(amounts(remaining))
     ours = fp.global_unstructured(amount)(params, prior, importance_scores=scores)
