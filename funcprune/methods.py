@@ -39,11 +39,21 @@ def _unit_count(param: Tensor, survivors: Tensor | None) -> Tensor:
     return survivors.sum()
 
 
-def _prune_entries(
-    key: str, param: Tensor, survivors: Tensor | None, keys: Tensor, amount: Amount
-) -> Tensor:
-    count = units_to_prune(amount, _unit_count(param, survivors), key=key, unit="entries")
-    return prune_smallest([keys], [survivors], count)[0]
+def _entry_count(key: str, param: Tensor, survivors: Tensor | None, amount: Amount) -> Tensor:
+    """How many of the surviving entries ``amount`` prunes."""
+    return units_to_prune(amount, _unit_count(param, survivors), key=key, unit="entries")
+
+
+def score_source(key: str, default: Tensor, score: Tensor | None, method: str) -> Tensor:
+    """The tensor a magnitude or norm is taken of: ``score`` when given, else ``default``; floating.
+
+    >>> import torch
+    >>> score_source("w", torch.ones(2), None, "l1_unstructured")
+    tensor([1., 1.])
+    """
+    source = default if score is None else score
+    check_floating(key, source, "parameter" if score is None else "importance score", method)
+    return source
 
 
 def _current(param: Tensor, survivors: Tensor | None) -> Tensor:
@@ -105,7 +115,8 @@ class RandomUnstructured(PerKeyMethod):
         self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
     ) -> Tensor:
         keys = random_keys(self.seed, key, param.numel(), param.device).reshape(param.shape)
-        return _prune_entries(key, param, survivors, keys, self.amount)
+        count = _entry_count(key, param, survivors, self.amount)
+        return prune_smallest([keys], [survivors], count)[0]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -118,11 +129,9 @@ class L1Unstructured(PerKeyMethod):
     def _prune_one(
         self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
     ) -> Tensor:
-        source = param if score is None else score
-        check_floating(
-            key, source, "parameter" if score is None else "importance score", self.factory
-        )
-        return _prune_entries(key, param, survivors, order_keys(source.abs()), self.amount)
+        source = score_source(key, param, score, self.factory)
+        count = _entry_count(key, param, survivors, self.amount)
+        return prune_smallest_magnitudes([source], [survivors], count)[0]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -166,10 +175,7 @@ class LnStructured(PerKeyMethod):
         self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
     ) -> Tensor:
         dim = _channel_dim(key, param.shape, self.dim, self.factory)
-        source = _current(param, survivors) if score is None else score
-        check_floating(
-            key, source, "parameter" if score is None else "importance score", self.factory
-        )
+        source = score_source(key, _current(param, survivors), score, self.factory)
         others = [d for d in range(param.dim()) if d != dim]
         _check_matrix_norm(key, self.n, param.shape, dim)
         norms = torch.norm(source, p=self.n, dim=others)
@@ -222,11 +228,8 @@ class GlobalUnstructured(Method):
                 for k, p in params.items()
             ]
             return dict(zip(params, prune_smallest(keys, survivors, count), strict=True))
-        sources = {key: scores.get(key, param) for key, param in params.items()}
-        for key, source in sources.items():
-            role = "importance score" if key in scores else "parameter"
-            check_floating(key, source, role, self.factory)
-        kept = prune_smallest_magnitudes(list(sources.values()), survivors, count)
+        sources = [score_source(k, p, scores.get(k), self.factory) for k, p in params.items()]
+        kept = prune_smallest_magnitudes(sources, survivors, count)
         return dict(zip(params, kept, strict=True))
 
 

@@ -22,8 +22,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from funcprune._checks import check_dim, check_floating, check_int
+from funcprune._checks import check_dim, check_int
 from funcprune._method import PerKeyMethod
+from funcprune.methods import score_source
 from funcprune.select import order_keys
 
 
@@ -104,9 +105,7 @@ class NMSemistructured(PerKeyMethod):
         self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
     ) -> Tensor:
         dim = _group_dim(key, param.shape, self.dim, self.m)
-        source = param if score is None else score
-        role = "parameter" if score is None else "importance score"
-        check_floating(key, source, role, self.factory)
+        source = score_source(key, param, score, self.factory)
         return nm_keep(order_keys(source.abs()), survivors, self.n, self.m, dim)
 
 
