@@ -9,26 +9,25 @@ Pruning methods are pure functions from parameter dicts to bool mask dicts; they
 tensor([False,  True, False, False])
 """
 
-from funcprune.combinators import chain, only
-from funcprune.distributions import erk, erk_densities, uniform
-from funcprune.functional_optim import adam, sgd
 from funcprune.interop import from_module, from_state_dict, install_masks, to_state_dict
 from funcprune.masking import Sparsity, apply_masks, masked_call, sparsity
 from funcprune.methods import (
+    chain,
     custom_from_mask,
     global_unstructured,
     identity,
     l1_unstructured,
     ln_structured,
+    nm_semistructured,
+    only,
+    per_key,
     random_structured,
     random_unstructured,
 )
-from funcprune.nm import nm_semistructured
-from funcprune.optim import keep_pruned, masked_step
-from funcprune.per_key import per_key
-from funcprune.schedules import constant, fraction_of_remaining, one_shot, polynomial
 from funcprune.scores import activation_norms, magnitude, movement, ranks, taylor, wanda
-from funcprune.straight_through import straight_through
+from funcprune.sparsity_distributions import erk, erk_densities, uniform
+from funcprune.sparsity_schedules import constant, fraction_of_remaining, one_shot, polynomial
+from funcprune.training import adam, keep_pruned, masked_step, sgd, straight_through
 from funcprune.types import Amount, Masks, Params, PruningMethod, Scores
 
 __version__ = "0.1.0"

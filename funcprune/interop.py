@@ -30,12 +30,12 @@ from torch.nn.utils import prune as torch_prune
 
 from funcprune._checks import check_masks, check_params
 from funcprune._tensors import is_concrete
+from funcprune.compat import BasePruningMethod, custom_from_mask
 from funcprune.types import Masks, Params
 
 
 def _pruning_hook_types() -> tuple[type, ...]:
     """torch's and funcprune.compat's pruning-method base classes."""
-    from funcprune.compat import BasePruningMethod  # compat imports the core: import at use
 
     return (torch_prune.BasePruningMethod, BasePruningMethod)
 
@@ -171,7 +171,6 @@ def install_masks(module: nn.Module, masks: Mapping[str, Tensor]) -> nn.Module:
     >>> lin.bias_mask, list(lin.state_dict())
     (tensor([1., 0.]), ['weight', 'bias_orig', 'bias_mask'])
     """
-    from funcprune.compat import custom_from_mask  # compat imports the core: import at use
 
     params, _ = from_module(module)
     check_masks(params, masks)

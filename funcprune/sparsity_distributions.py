@@ -1,7 +1,7 @@
 """Per-parameter amounts that hit a global target sparsity exactly: ``uniform`` and ``erk``.
 
 Both return ``{key: count}``, the number of entries to prune in each parameter, as ints, so any
-method built with :func:`funcprune.per_key` prunes exactly ``round(sparsity * total)`` entries of
+method built with :func:`funcprune.methods.per_key` prunes exactly ``round(sparsity * total)`` entries of
 the parameters given (half-to-even in float64, the rule of every fractional amount: as many as
 ``global_unstructured(sparsity)`` prunes). Pass only the prunable parameters. Counts
 are computed in exact rational arithmetic; fractional parts go to the largest remainders (ties to

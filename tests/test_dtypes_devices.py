@@ -12,7 +12,7 @@ from reference import torch_module, torch_prune
 from strategies import tensors
 
 import funcprune as fp
-from funcprune._random import random_keys
+from funcprune._select import random_keys
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 METHODS = [

@@ -128,7 +128,7 @@ def test_keep_pruned_remove_restores_plain_steps() -> None:
     ],
 )
 def test_functional_optimizers_never_regrow(
-    opt: fp.functional_optim.SGD | fp.functional_optim.Adam,
+    opt: fp.training.functional.SGD | fp.training.functional.Adam,
 ) -> None:
     model = _model()
     params = {k: v.detach() for k, v in model.named_parameters()}
@@ -143,7 +143,7 @@ def test_functional_optimizers_never_regrow(
         _assert_pruned_zero(params, masks)
         buffers = (
             [state.momentum]
-            if isinstance(state, fp.functional_optim.SGDState)
+            if isinstance(state, fp.training.functional.SGDState)
             else [state.exp_avg, state.exp_avg_sq]
         )
         for buffer in buffers:
@@ -153,9 +153,9 @@ def test_functional_optimizers_never_regrow(
 
 
 def _torch_twin(
-    opt: fp.functional_optim.SGD | fp.functional_optim.Adam, ps: list[nn.Parameter]
+    opt: fp.training.functional.SGD | fp.training.functional.Adam, ps: list[nn.Parameter]
 ) -> torch.optim.Optimizer:
-    if isinstance(opt, fp.functional_optim.SGD):
+    if isinstance(opt, fp.training.functional.SGD):
         return torch.optim.SGD(
             ps,
             lr=opt.lr,
@@ -194,7 +194,7 @@ functional_optimizers = st.one_of(
 
 @given(functional_optimizers, st.integers(0, 2**16), st.booleans())
 def test_functional_matches_torch_optim(
-    opt: fp.functional_optim.SGD | fp.functional_optim.Adam, seed: int, masked: bool
+    opt: fp.training.functional.SGD | fp.training.functional.Adam, seed: int, masked: bool
 ) -> None:
     """Dense: the same numbers as torch.optim. Masked: the same as torch.optim + masked_step."""
     gen = torch.Generator().manual_seed(seed)
@@ -287,7 +287,7 @@ def test_errors() -> None:
 
 @pytest.mark.parametrize("opt", [fp.sgd(0.1, momentum=0.9), fp.adam()], ids=["sgd", "adam"])
 def test_state_of_other_params_is_a_key_error(
-    opt: fp.functional_optim.SGD | fp.functional_optim.Adam,
+    opt: fp.training.functional.SGD | fp.training.functional.Adam,
 ) -> None:
     params = {"a": torch.ones(2), "b": torch.ones(3)}
     grads = {k: torch.ones_like(p) for k, p in params.items()}

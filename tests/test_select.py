@@ -12,7 +12,7 @@ from reference import reference_keep
 from torch import Tensor
 from torch.func import vmap
 
-from funcprune import select
+from funcprune._select import kernels as select
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 SPECIAL = [0.0, -0.0, 1.0, -1.0, math.inf, -math.inf, math.nan, -math.nan, 1e-40, -1e-40, 65504.0]

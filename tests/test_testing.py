@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import funcprune as fp
 import funcprune.testing as fpt
-from funcprune.amount import check_amount
+from funcprune.methods._amount import check_amount
 
 params_and_masks = fpt.params().flatmap(lambda p: st.tuples(st.just(p), fpt.masks(p)))
 
@@ -84,7 +84,7 @@ def test_chains_pass_the_contract(
 ) -> None:
     params, masks = case
     method = data.draw(st.one_of(fpt.chains(params), fpt.chains()))
-    assert isinstance(method, fp.combinators.Chain)
+    assert isinstance(method, fp.methods.combinators.Chain)
     fpt.check_method(method, params, masks)
 
 

@@ -3,7 +3,7 @@
 The same seed and key give the same keys on every run, thread count and device, and the keys do
 not depend on the amount, so random masks are nested across amounts. The hash is SplitMix64's
 finalizer on ``index + mix(seed, crc32(key))`` in wrapping int64 arithmetic; the top 31 bits
-become an int32 key for :func:`funcprune.select.prune_smallest`.
+become an int32 key for :func:`funcprune._select.prune_smallest`.
 
 >>> import torch
 >>> a = random_keys(0, "w", 5, torch.device("cpu"))

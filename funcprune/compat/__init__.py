@@ -12,9 +12,7 @@ deliberate differences, all fixes, are listed in ``docs/compat.md``.
 (['bias', 'weight_orig', 'weight_mask'], 4)
 """
 
-from funcprune.compat.base import BasePruningMethod
-from funcprune.compat.container import PruningContainer
-from funcprune.compat.functions import (
+from funcprune.compat._functions import (
     custom_from_mask,
     global_unstructured,
     identity,
@@ -25,7 +23,8 @@ from funcprune.compat.functions import (
     random_unstructured,
     remove,
 )
-from funcprune.compat.methods import (
+from funcprune.compat._hooks import BasePruningMethod, PruningContainer
+from funcprune.compat._methods import (
     CustomFromMask,
     Identity,
     L1Unstructured,
@@ -33,7 +32,7 @@ from funcprune.compat.methods import (
     RandomStructured,
     RandomUnstructured,
 )
-from funcprune.compat.validation import (
+from funcprune.compat._validation import (
     _compute_norm,
     _compute_nparams_toprune,
     _validate_pruning_amount,

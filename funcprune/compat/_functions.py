@@ -21,9 +21,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parameters_to_vector
 
-from funcprune.compat.base import BasePruningMethod
-from funcprune.compat.container import PruningContainer
-from funcprune.compat.methods import (
+from funcprune.compat._hooks import BasePruningMethod, PruningContainer, pruning_hooks
+from funcprune.compat._methods import (
     CustomFromMask,
     Identity,
     L1Unstructured,
@@ -31,8 +30,7 @@ from funcprune.compat.methods import (
     RandomStructured,
     RandomUnstructured,
 )
-from funcprune.compat.reparam import pruning_hooks
-from funcprune.compat.validation import Norm, TorchAmount
+from funcprune.compat._validation import Norm, TorchAmount
 
 
 def identity(module: nn.Module, name: str) -> nn.Module:

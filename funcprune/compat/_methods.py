@@ -2,9 +2,9 @@
 
 Each class keeps torch's constructor, ``apply`` signature, ``PRUNING_TYPE`` and mask dtype (the
 mask is built from ``default_mask`` or, for structured methods, ``zeros_like(t)``). Selection goes
-through :func:`~funcprune.compat.selection.topk_mask` (the core's exact select, or ``torch.topk``
+through :func:`~funcprune.compat._selection.topk_mask` (the core's exact select, or ``torch.topk``
 where a boundary tie makes torch's choice kernel-defined), counts through
-:mod:`funcprune.amount`. Random methods draw ``torch.rand_like(t)`` / ``torch.rand(channels)``
+:mod:`funcprune.methods._amount`. Random methods draw ``torch.rand_like(t)`` / ``torch.rand(channels)``
 from the global generator in torch's order, so ``torch.manual_seed`` reproduces torch's masks.
 
 >>> import torch
@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from funcprune.compat.base import BasePruningMethod
-from funcprune.compat.selection import topk_mask
-from funcprune.compat.validation import (
+from funcprune.compat._hooks import BasePruningMethod
+from funcprune.compat._selection import topk_mask
+from funcprune.compat._validation import (
     Norm,
     TorchAmount,
     _compute_norm,

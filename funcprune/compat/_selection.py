@@ -1,7 +1,7 @@
 """The entries ``torch.topk`` picks, found by the core's exact selection whenever that is the same.
 
 Without a tie at the boundary, the ``k`` smallest (or largest) values form one set, and the core's
-radix select (:func:`funcprune.select.prune_smallest`) finds it. With a tie there, torch's choice
+radix select (:func:`funcprune._select.prune_smallest`) finds it. With a tie there, torch's choice
 among the tied entries is its kernel's, not a documented rule, so only ``torch.topk`` itself can
 reproduce it: the selection falls back to it (and for NaN or non-floating values, whose order the
 core would define on its own, and for values that cannot be read, such as ``meta`` tensors).
@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from funcprune._select import order_keys, prune_smallest
 from funcprune._tensors import is_concrete
-from funcprune.select import order_keys, prune_smallest
 
 
 def _core_choice(values: Tensor, k: int, largest: bool) -> Tensor | None:

@@ -1,4 +1,4 @@
-"""torch's private validation helpers, on the core's amount rules (:mod:`funcprune.amount`).
+"""torch's private validation helpers, on the core's amount rules (:mod:`funcprune.methods._amount`).
 
 Downstream code and tests call these by their torch names, so they keep torch's names, signatures
 and error types (``TypeError`` for a non-number amount, ``ValueError`` for a bad value or a count
@@ -15,7 +15,7 @@ import numbers
 import torch
 from torch import Tensor
 
-from funcprune.amount import check_amount, units_to_prune
+from funcprune.methods._amount import check_amount, units_to_prune
 
 TorchAmount = int | float
 """What torch accepts as an amount: a Python (or numpy) real number; ``bool`` counts as an int."""
@@ -113,8 +113,16 @@ def _validate_pruning_dim(t: Tensor, dim: int) -> None:
         )
 
 
+_TORCH_SPLITS_NORMS = tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 14)
+"""torch 2.14 stopped calling ``torch.norm`` in ``_compute_norm``: its ``'fro'`` over other than two
+dims became the flat 2-norm, and other orders go to ``linalg.vector_norm`` (another error type)."""
+
+
 def _compute_norm(t: Tensor, n: Norm, dim: int) -> Tensor:
-    """The ``n``-norm of every slice of ``t`` along ``dim`` (over all other dims), as torch.norm.
+    """The ``n``-norm of every slice of ``t`` along ``dim`` (over all other dims), as torch's.
+
+    It follows the installed torch: ``torch.norm`` up to 2.13, and from 2.14 a matrix norm for
+    ``'nuc'`` and for ``'fro'`` over two dims, ``torch.linalg.vector_norm`` otherwise.
 
     >>> _compute_norm(torch.tensor([[3.0, 4.0], [0.0, 1.0]]), 2, 0)
     tensor([5., 1.])
@@ -122,8 +130,13 @@ def _compute_norm(t: Tensor, n: Norm, dim: int) -> Tensor:
     _validate_pruning_dim(t, dim)
     channel = dim % t.dim()
     others = [d for d in range(t.dim()) if d != channel]
-    norms: Tensor = torch.norm(t, p=n, dim=others)
-    return norms
+    if not _TORCH_SPLITS_NORMS:
+        norms: Tensor = torch.norm(t, p=n, dim=others)
+        return norms
+    matrix = len(others) == 2
+    if n == "nuc" or (n == "fro" and matrix):
+        return torch.linalg.matrix_norm(t, ord=n, dim=others if matrix else (-2, -1))
+    return torch.linalg.vector_norm(t, ord=2 if n == "fro" else n, dim=others)  # type: ignore[arg-type]
 
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from funcprune._method import Method, all_kept, positional
+from funcprune.methods._base import Method, all_kept, positional
 from funcprune.types import Masks, Params, PruningMethod, Scores
 
 KeyFilter = str | Callable[[str], bool] | None

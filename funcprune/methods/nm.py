@@ -23,9 +23,9 @@ import torch
 from torch import Tensor
 
 from funcprune._checks import check_dim, check_int
-from funcprune._method import PerKeyMethod
-from funcprune.methods import score_source
-from funcprune.select import order_keys
+from funcprune._select import order_keys
+from funcprune.methods._base import PerKeyMethod
+from funcprune.methods._scoring import score_source
 
 
 def _group_dim(key: str, shape: torch.Size, dim: int, m: int) -> int:
@@ -65,7 +65,7 @@ def nm_keep(keys: Tensor, survivors: Tensor | None, n: int, m: int, dim: int) ->
     first) and its first ``n`` survivors are kept: static shapes, exact for int32 and int64 keys.
 
     Args:
-        keys: integer keys (from :func:`funcprune.select.order_keys`), ``dim`` divisible by ``m``.
+        keys: integer keys (from :func:`funcprune._select.order_keys`), ``dim`` divisible by ``m``.
         survivors: bool tensor of ``keys``' shape, or ``None`` when nothing is pruned yet.
         n: entries kept per group.
         m: group size.

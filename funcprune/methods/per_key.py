@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from funcprune._method import Method, all_kept, positional
+from funcprune.methods._base import Method, all_kept, positional
 from funcprune.types import Amount, Masks, Params, PruningMethod, Scores
 
 

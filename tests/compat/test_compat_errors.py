@@ -52,9 +52,6 @@ CASES: dict[str, Callable[[ModuleType], object]] = {
     "dim too negative in container": lambda p: p.random_structured(_pruned(p), "weight", 1, dim=-3),
     "norm order unknown": lambda p: p.ln_structured(_linear(), "weight", amount=1, n="abc", dim=0),
     "nuclear norm on a vector": lambda p: p.ln_structured(_linear(), "weight", 1, n="nuc", dim=0),
-    "frobenius over 3 dims": lambda p: p.ln_structured(
-        nn.Conv2d(1, 2, 2), "weight", 1, n="fro", dim=0
-    ),
     "scores of another shape": lambda p: p.l1_unstructured(
         _linear(), "weight", amount=1, importance_scores=torch.ones(3, 4)
     ),
@@ -141,6 +138,19 @@ def test_same_error_type(name: str) -> None:
     theirs = _error(torch_prune, CASES[name])
     assert theirs is not None, f"torch raises nothing for {name!r}: not a bad-input case"
     assert _error(compat, CASES[name]) is theirs
+
+
+def test_frobenius_over_three_dims_follows_the_installed_torch() -> None:
+    """torch up to 2.13 refuses 'fro' over 3 dims; 2.14 takes it as the flat 2-norm. compat follows."""
+
+    def prune_conv(p: ModuleType) -> nn.Conv2d:
+        torch.manual_seed(0)
+        return p.ln_structured(nn.Conv2d(2, 4, 2), "weight", 2, n="fro", dim=0)  # type: ignore[no-any-return]
+
+    theirs = _error(torch_prune, prune_conv)
+    assert _error(compat, prune_conv) is theirs
+    if theirs is None:
+        assert torch.equal(prune_conv(compat).weight_mask, prune_conv(torch_prune).weight_mask)
 
 
 def test_error_messages_name_the_problem() -> None:

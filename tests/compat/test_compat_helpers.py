@@ -13,7 +13,7 @@ from torch.nn.utils import prune as torch_prune
 
 import funcprune as fp
 import funcprune.compat as compat
-from funcprune.compat.selection import _core_choice, topk_mask
+from funcprune.compat._selection import _core_choice, topk_mask
 
 
 @given(

@@ -1,0 +1,132 @@
+"""Structured methods: each prunes whole slices along ``dim``, by their Ln norm or at random.
+
+A slice that is not entirely pruned yet survives (torch's PruningContainer rule), and pruning a
+slice prunes its every remaining entry.
+
+>>> import torch, funcprune as fp
+>>> params = {"w": torch.tensor([[0.1, -2.0], [0.5, 3.0]])}
+>>> fp.ln_structured(1, n=1, dim=0)(params)["w"]
+tensor([[False, False],
+        [ True,  True]])
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+from funcprune._checks import check_int
+from funcprune._select import order_keys, random_keys
+from funcprune.methods._amount import check_amount
+from funcprune.methods._base import PerKeyMethod, positional
+from funcprune.methods._scoring import (
+    channel_dim,
+    current,
+    prune_slices,
+    score_source,
+)
+from funcprune.types import Amount
+
+Norm = int | float | Literal["fro", "nuc"]
+"""A norm order accepted by :func:`torch.norm`'s ``p``: a number, ``±inf``, ``'fro'`` or ``'nuc'``."""
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class RandomStructured(PerKeyMethod):
+    """Random slices along ``dim``; see :func:`random_structured`."""
+
+    amount: Amount = positional()
+    dim: int = -1
+    seed: int = 0
+    factory: ClassVar[str] = "random_structured"
+
+    def _prune_one(
+        self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
+    ) -> Tensor:
+        dim = channel_dim(key, param.shape, self.dim, self.factory)
+        keys = random_keys(self.seed, key, param.shape[dim], param.device)
+        return prune_slices(key, param, survivors, keys, self.amount, dim)
+
+
+def _check_matrix_norm(key: str, n: Norm, shape: torch.Size, dim: int) -> None:
+    """torch.norm takes 'nuc' over exactly two dims and 'fro' over at most two."""
+    others = len(shape) - 1
+    if (n == "nuc" and others != 2) or (n == "fro" and others > 2):
+        needs = "exactly two dims" if n == "nuc" else "at most two dims"
+        raise ValueError(
+            f"{key!r}: n={n!r} needs {needs} besides dim={dim}, but shape {tuple(shape)} has "
+            f"{others}; use a vector norm such as n=2 (the same as 'fro' over any dims)"
+        )
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class LnStructured(PerKeyMethod):
+    """Slices along ``dim`` with the smallest L``n`` norm; see :func:`ln_structured`."""
+
+    amount: Amount = positional()
+    n: Norm = 2
+    dim: int = -1
+    factory: ClassVar[str] = "ln_structured"
+
+    def _prune_one(
+        self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
+    ) -> Tensor:
+        dim = channel_dim(key, param.shape, self.dim, self.factory)
+        source = score_source(key, current(param, survivors), score, self.factory)
+        others = [d for d in range(param.dim()) if d != dim]
+        _check_matrix_norm(key, self.n, param.shape, dim)
+        norms = torch.norm(source, p=self.n, dim=others)
+        return prune_slices(key, param, survivors, order_keys(norms), self.amount, dim)
+
+
+def _check_norm(n: object) -> Norm:
+    if n == "fro" or n == "nuc":
+        return n
+    if isinstance(n, bool) or not isinstance(n, numbers.Real) or math.isnan(float(n)):
+        raise ValueError(
+            f"n={n!r} is not a norm order; allowed: an int or float (inf and -inf included), "
+            "'fro' or 'nuc' (as torch.norm's p)"
+        )
+    return n if isinstance(n, int) else float(n)
+
+
+def random_structured(amount: Amount, *, dim: int, seed: int = 0) -> RandomStructured:
+    """Prune ``amount`` of the remaining slices along ``dim`` at random (counter-based, seeded).
+
+    >>> import torch, funcprune as fp
+    >>> m = fp.random_structured(1, dim=0)({"w": torch.ones(3, 2)})["w"]
+    >>> m.all(dim=1).sum().item(), (~m).all(dim=1).sum().item()
+    (2, 1)
+    """
+    return RandomStructured(
+        check_amount(amount),
+        check_int("dim", dim, "the dim whose slices are pruned"),
+        check_int("seed", seed),
+    )
+
+
+def ln_structured(amount: Amount, *, n: Norm, dim: int) -> LnStructured:
+    """Prune ``amount`` of the remaining slices along ``dim`` with the smallest L``n`` norm.
+
+    Norms are ``torch.norm(scores, p=n, dim=<all other dims>)``, where the scores are
+    ``importance_scores[key]`` when given, else the parameter as currently pruned (pruned entries
+    count as zero), as torch computes them. ``n`` is any ``p`` that :func:`torch.norm` takes;
+    ``'fro'`` over at most two dims and ``'nuc'`` over exactly two, as in torch.
+
+    >>> import torch, funcprune as fp
+    >>> w = torch.tensor([[1.0, 1.0], [0.1, 0.1], [2.0, 0.0]])
+    >>> fp.ln_structured(1, n=2, dim=0)({"w": w})["w"]
+    tensor([[ True,  True],
+            [False, False],
+            [ True,  True]])
+    """
+    return LnStructured(
+        check_amount(amount),
+        _check_norm(n),
+        check_int("dim", dim, "the dim whose slices are pruned"),
+    )
