@@ -1,9 +1,13 @@
 """Counter-based random keys: a hash of (seed, parameter key, flat index), never the global RNG.
 
 The same seed and key give the same keys on every run, thread count and device, and the keys do
-not depend on the amount, so random masks are nested across amounts. The hash is SplitMix64's
-finalizer on ``index + mix(seed, crc32(key))`` in wrapping int64 arithmetic; the top 31 bits
-become an int32 key for :func:`funcprune._select.prune_smallest`.
+not depend on the amount, so random masks are nested across amounts. Each ``(seed, key)`` starts
+its own stream at ``mix(seed * golden + blake2b64(key))``, computed in Python when the method is
+called (a constant under ``torch.compile``); entry ``i`` hashes ``mix(i * golden + start)`` in
+wrapping int64 arithmetic, where ``mix`` is SplitMix64's finalizer. The top 31 bits become an int32
+key for :func:`funcprune._select.prune_smallest`. The key hash takes 64 bits of BLAKE2b of the
+key's UTF-8 bytes (lone surrogates included), so two parameter names share a stream only by a
+64-bit collision.
 
 >>> import torch
 >>> a = random_keys(0, "w", 5, torch.device("cpu"))
@@ -13,7 +17,8 @@ become an int32 key for :func:`funcprune._select.prune_smallest`.
 
 from __future__ import annotations
 
-import zlib
+import hashlib
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -23,35 +28,64 @@ _GOLDEN = 0x9E3779B97F4A7C15
 _MUL1 = 0xBF58476D1CE4E5B9
 _MUL2 = 0x94D049BB133111EB
 
+Word = TypeVar("Word", int, Tensor)
+"""A 64-bit word: a Python int in the int64 range, or an int64 tensor of them."""
+
 
 def _signed(value: int) -> int:
+    """The int64 whose bits are ``value``'s low 64 bits."""
     value &= _MASK64
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _shr(x: Tensor, bits: int) -> Tensor:
+def _wrap(value: Word) -> Word:
+    """Wrap a product to int64 (tensors wrap by themselves)."""
+    return _signed(value) if isinstance(value, int) else value
+
+
+def _shr(x: Word, bits: int) -> Word:
     """Logical right shift of int64 bit patterns."""
     return (x >> bits) & ((1 << (64 - bits)) - 1)
 
 
-def _finalize(z: Tensor) -> Tensor:
-    z = (z ^ _shr(z, 30)) * _signed(_MUL1)
-    z = (z ^ _shr(z, 27)) * _signed(_MUL2)
+def _finalize(z: Word) -> Word:
+    """SplitMix64's finalizer on int64 bit patterns, the same for Python ints and tensors."""
+    z = _wrap((z ^ _shr(z, 30)) * _signed(_MUL1))
+    z = _wrap((z ^ _shr(z, 27)) * _signed(_MUL2))
     return z ^ _shr(z, 31)
 
 
+def key_hash(key: str) -> int:
+    """64 bits of BLAKE2b of ``key``'s UTF-8 bytes (lone surrogates encoded as they are).
+
+    >>> key_hash("plumless") != key_hash("buckeroo")  # equal crc32, different streams
+    True
+    """
+    data = key.encode("utf-8", errors="surrogatepass")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
 def stream_offset(seed: int, key: str) -> int:
-    """The int64 start of the counter stream for ``(seed, key)``.
+    """The int64 start of the counter stream for ``(seed, key)``, in plain Python.
 
     >>> stream_offset(0, "w") != stream_offset(1, "w") != stream_offset(0, "b")
     True
     """
-    mixed = _finalize(torch.tensor(_signed(seed * _GOLDEN + zlib.crc32(key.encode()))))
-    return int(mixed)
+    return _finalize(_signed(seed * _GOLDEN + key_hash(key)))
 
 
 def random_keys(seed: int, key: str, n: int, device: torch.device) -> Tensor:
     """``n`` pseudo-random int32 keys in [0, 2**31) for parameter ``key`` (flat indices 0..n-1)."""
-    counters = torch.arange(n, dtype=torch.int64, device=device) * _signed(_GOLDEN)
-    hashed = _finalize(counters + stream_offset(seed, key))
+    return random_keys_at(seed, key, torch.arange(n, dtype=torch.int64, device=device))
+
+
+def random_keys_at(seed: int, key: str, indices: Tensor) -> Tensor:
+    """The keys of :func:`random_keys` at the int64 flat ``indices`` (e.g. a shard's entries).
+
+    >>> import torch
+    >>> keys = random_keys(0, "w", 6, torch.device("cpu"))
+    >>> bool(torch.equal(random_keys_at(0, "w", torch.tensor([4, 1])), keys[[4, 1]]))
+    True
+    """
+    hashed = _finalize(indices * _signed(_GOLDEN) + stream_offset(seed, key))
     return _shr(hashed, 33).to(torch.int32)

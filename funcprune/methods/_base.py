@@ -19,6 +19,7 @@ from torch import Tensor
 
 from funcprune._checks import check_masks, check_params, check_tensor_dict
 from funcprune._tensors import is_concrete
+from funcprune.distributed._detect import any_dtensor
 from funcprune.types import Masks, Params, Scores
 
 
@@ -71,6 +72,10 @@ class Method:
         check_masks(params, masks)
         scores = {} if importance_scores is None else importance_scores
         check_tensor_dict(params, scores, "importance_scores")
+        if any_dtensor(params.values()):  # torch.distributed DTensors: see funcprune.distributed
+            from funcprune.distributed._methods import prune
+
+            return prune(self, params, masks, scores)
         return self._prune(params, masks, scores)
 
     def _prune(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:

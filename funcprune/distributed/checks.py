@@ -1,0 +1,91 @@
+"""Checks that ranks agree: :func:`check_masks_agree` compares a hash of every mask across ranks.
+
+Under DDP every rank holds the full masks; they must be equal or the replicas drift apart. The
+funcprune methods agree by construction (no global RNG: random methods hash the seed, key and
+index), but masks loaded, edited or computed from rank-local data may not.
+
+>>> import torch, funcprune.distributed as fpd
+>>> fpd.check_masks_agree({"w": torch.tensor([True, False])})  # a single process agrees
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from funcprune._select.random import random_keys_at
+from funcprune.distributed._detect import any_dtensor
+
+
+def _fingerprint(key: str, mask: Tensor) -> list[int]:
+    """``[crc32(key), numel, kept, sum of the kept entries' index hashes]`` (int64, wrapping)."""
+    flat = mask.reshape(-1)
+    weights = random_keys_at(0, key, torch.arange(flat.numel(), device=flat.device)).to(torch.int64)
+    kept = int(flat.count_nonzero())
+    return [zlib.crc32(key.encode()), flat.numel(), kept, int(weights[flat].sum())]
+
+
+def check_masks_agree(masks: Mapping[str, Tensor], group: dist.ProcessGroup | None = None) -> None:
+    """Raise ``ValueError`` naming the keys whose masks differ between ranks of ``group``.
+
+    Each rank hashes its masks (per key: the key, size, number kept and a sum of per-index hashes
+    of the kept entries) and two ``all_reduce`` calls (min and max) of those few integers per key
+    compare them; nothing else crosses the wire. Every rank must call it with the same keys in
+    the same order (a difference is reported too). Without an initialised process group there is
+    a single rank, which agrees with itself.
+
+    Args:
+        masks: bool masks, full (not DTensor) tensors, as DDP replicas hold them.
+        group: the process group to compare across (default: the whole world).
+
+    Raises:
+        TypeError: a mask that is not a bool tensor, or a DTensor (whose shards differ by design).
+        ValueError: masks that differ between ranks, naming the keys.
+
+    >>> import torch, funcprune.distributed as fpd
+    >>> fpd.check_masks_agree({"w": torch.ones(3, dtype=torch.bool)})
+    """
+    if not isinstance(masks, Mapping):
+        raise TypeError(
+            f"masks must be a mapping from names to bool tensors; got {type(masks).__name__}"
+        )
+    bad = sorted(
+        str(k) for k, m in masks.items() if not (isinstance(m, Tensor) and m.dtype == torch.bool)
+    )
+    if bad:
+        raise TypeError(f"masks must be bool tensors; not at keys {bad}")
+    if any_dtensor(masks.values()):
+        raise TypeError(
+            "check_masks_agree compares full masks (DDP replicas); DTensor masks hold a different "
+            "shard on each rank by design: compare mask.full_tensor() if you need to"
+        )
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    device = next(iter(masks.values())).device if masks else torch.device("cpu")
+    if dist.get_backend(group) == "nccl":
+        device = torch.device("cuda", torch.cuda.current_device())
+    prints = [[len(masks), 0, 0, 0]] + [_fingerprint(k, m) for k, m in masks.items()]
+    low = torch.tensor(prints, dtype=torch.int64, device=device)
+    high = low.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN, group=group)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX, group=group)
+    if bool(low[0, 0] != high[0, 0]):
+        raise ValueError(
+            f"ranks hold different numbers of masks (this rank: {len(masks)}); every rank must "
+            "pass the same keys"
+        )
+    differ = (low != high).any(dim=1)[1:].tolist()
+    disagreeing = [key for key, bad in zip(masks, differ, strict=True) if bad]
+    if disagreeing:
+        raise ValueError(
+            f"masks differ between ranks at keys {disagreeing} (or the ranks passed keys in a "
+            "different order); prune with the same method, seed and parameters on every rank, or "
+            "broadcast rank 0's masks (torch.distributed.broadcast)"
+        )
+
+
+__all__ = ["check_masks_agree"]
