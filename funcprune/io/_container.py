@@ -219,3 +219,21 @@ def decode_masks(
             )
         masks[key] = unpack_bits(packed, tuple(shape))
     return masks
+
+
+def check_masks_match(
+    path: str | os.PathLike[str], masks: Mapping[str, Tensor], params: Mapping[str, Tensor]
+) -> None:
+    """Every mask has a parameter of its key and shape, or a ValueError naming the keys."""
+    unknown = sorted(k for k in masks if k not in params)
+    shapes = sorted(
+        f"{k!r}: mask {tuple(m.shape)} vs parameter {tuple(params[k].shape)}"
+        for k, m in masks.items()
+        if k in params and m.shape != params[k].shape
+    )
+    problems = ([f"keys that are not parameters: {unknown}"] if unknown else []) + shapes
+    if problems:
+        raise ValueError(
+            f"the masks in {os.fspath(path)!r} do not match params: {'; '.join(problems)}"
+            + (f" (parameter keys are {sorted(params)})" if unknown else "")
+        )

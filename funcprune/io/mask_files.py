@@ -25,6 +25,7 @@ from torch import Tensor
 
 from funcprune.io._container import (
     MASK_SHAPES,
+    check_masks_match,
     check_user_metadata,
     decode_masks,
     encode_masks,
@@ -118,29 +119,14 @@ def load_masks(path: str | os.PathLike[str], *, params: Params | None = None) ->
     ...     load_masks(os.path.join(d, "m.safetensors"), params={"w": torch.zeros(3)})
     Traceback (most recent call last):
     ...
-    ValueError: mask file ... does not match params: 'w': mask (2,) vs parameter (3,)
+    ValueError: the masks in ... do not match params: 'w': mask (2,) vs parameter (3,)
     """
     tensors, metadata = read_container(path, MASKS_FORMAT)
     masks = decode_masks(path, tensors, metadata)
     if params is None:
         return masks
-    _check_against(path, masks, params)
+    check_masks_match(path, masks, params)
     return {key: m.to(params[key].device) for key, m in masks.items()}
-
-
-def _check_against(path: str | os.PathLike[str], masks: Masks, params: Params) -> None:
-    unknown = sorted(k for k in masks if k not in params)
-    shapes = sorted(
-        f"{k!r}: mask {tuple(m.shape)} vs parameter {tuple(params[k].shape)}"
-        for k, m in masks.items()
-        if k in params and m.shape != params[k].shape
-    )
-    problems = ([f"keys that are not parameters: {unknown}"] if unknown else []) + shapes
-    if problems:
-        raise ValueError(
-            f"mask file {os.fspath(path)!r} does not match params: {'; '.join(problems)}"
-            + (f" (parameter keys are {sorted(params)})" if unknown else "")
-        )
 
 
 def mask_file_info(path: str | os.PathLike[str]) -> MaskFileInfo:
