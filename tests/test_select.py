@@ -12,7 +12,8 @@ from reference import reference_keep
 from torch import Tensor
 from torch.func import vmap
 
-from funcprune._select import kernels as select
+from funcprune._select import dispatch, eager, radix, rank
+from funcprune._select.keys import order_keys
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 SPECIAL = [0.0, -0.0, 1.0, -1.0, math.inf, -math.inf, math.nan, -math.nan, 1e-40, -1e-40, 65504.0]
@@ -47,7 +48,7 @@ def selections(draw: st.DrawFn) -> tuple[list[Tensor], list[Tensor | None], int]
 
 
 def _keys(scores: list[Tensor]) -> list[Tensor]:
-    return [select.order_keys(s) for s in scores]
+    return [order_keys(s) for s in scores]
 
 
 def _flat_inputs(
@@ -83,8 +84,8 @@ def test_prune_smallest_matches_a_stable_sort(
     if not scores:
         return
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(select, "_SAMPLE", sample)
-        got = select.prune_smallest(_keys(scores), eligible, torch.tensor(k))
+        patch.setattr(eager, "_SAMPLE", sample)
+        got = dispatch.prune_smallest(_keys(scores), eligible, torch.tensor(k))
     _assert_equal(got, _expected(scores, eligible, k))
 
 
@@ -97,7 +98,7 @@ def test_static_and_rank_kernels_match_a_stable_sort(
     if not scores:
         return
     flat, allowed, shapes = _flat_inputs(scores, eligible)
-    run = select.static_prune_smallest if kernel == "static" else select.rank_prune_smallest
+    run = radix.static_prune_smallest if kernel == "static" else rank.rank_prune_smallest
     got = run(flat, allowed, torch.tensor(k), shapes)
     _assert_equal(got, _expected(scores, eligible, k))
 
@@ -115,13 +116,13 @@ def test_eager_kernel_with_tiny_chunks_samples_and_wrong_brackets(
         return
     flat, allowed, shapes = _flat_inputs(scores, eligible)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(select, "_CHUNK", chunk)
-        patch.setattr(select, "_SAMPLE", sample)
+        patch.setattr(eager, "_CHUNK", chunk)
+        patch.setattr(eager, "_SAMPLE", sample)
         if bracket.draw(st.booleans()):
             values = sorted({int(v) for key in flat for v in key} or {0})
             lo, hi = sorted(bracket.draw(st.lists(st.sampled_from(values), min_size=2, max_size=2)))
-            patch.setattr(select, "_bracket", lambda *_: (lo, hi))
-        got = select.eager_prune_smallest(flat, allowed, k, shapes)
+            patch.setattr(eager, "_bracket", lambda *_: (lo, hi))
+        got = eager.eager_prune_smallest(flat, allowed, k, shapes)
     _assert_equal(got, _expected(scores, eligible, k))
 
 
@@ -144,9 +145,9 @@ def test_magnitudes_match_a_stable_sort_of_absolute_values(
         scores[0] = scores[0].to(torch.float64)
     expected = _expected([s.to(torch.float64).abs() for s in scores], eligible, k)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(select, "_CHUNK", chunk)
-        patch.setattr(select, "_SAMPLE", 2)  # the eager kernel for all but the tiniest inputs
-        got = select.prune_smallest_magnitudes(scores, eligible, torch.tensor(k))
+        patch.setattr(eager, "_CHUNK", chunk)
+        patch.setattr(eager, "_SAMPLE", 2)  # the eager kernel for all but the tiniest inputs
+        got = dispatch.prune_smallest_magnitudes(scores, eligible, torch.tensor(k))
     _assert_equal(got, expected)
 
 
@@ -159,7 +160,7 @@ def test_vmap_over_counts_matches_a_stable_sort(
     if not scores:
         return
     counts = torch.tensor([k, *extra])
-    swept = vmap(lambda c: select.prune_smallest(_keys(scores), eligible, c))(counts)
+    swept = vmap(lambda c: dispatch.prune_smallest(_keys(scores), eligible, c))(counts)
     for index, count in enumerate(counts.tolist()):
         _assert_equal([s[index] for s in swept], _expected(scores, eligible, count))
 
@@ -181,7 +182,7 @@ def test_vmap_over_keys_matches_each_row(
         scores = scores.round()
     eligible = torch.rand(rows, cols, generator=generator) < 0.8
     counts = (eligible.sum(1) * fraction).round().long()
-    swept = vmap(lambda s, e, c: select.prune_smallest([select.order_keys(s)], [e], c)[0])(
+    swept = vmap(lambda s, e, c: dispatch.prune_smallest([order_keys(s)], [e], c)[0])(
         scores, eligible, counts
     )
     for row in range(rows):
@@ -195,7 +196,7 @@ def test_order_keys_preserve_the_order_of_a_stable_sort(
 ) -> None:
     """Key comparisons equal score comparisons; -0.0 equals 0.0; every NaN ties above inf."""
     scores = torch.tensor(values, dtype=torch.float64).to(dtype)
-    keys = select.order_keys(scores)
+    keys = order_keys(scores)
     assert keys.dtype == (torch.int64 if dtype == torch.float64 else torch.int32)
     ranks = [(1, 0.0) if math.isnan(v) else (0, v) for v in scores.to(torch.float64).tolist()]
     for i, a in enumerate(ranks):
@@ -206,11 +207,11 @@ def test_order_keys_preserve_the_order_of_a_stable_sort(
 
 def test_order_keys_of_magnitudes_are_a_view_and_others_are_not() -> None:
     magnitudes = torch.tensor([0.0, 1.5, math.inf])
-    assert select.order_keys(magnitudes).data_ptr() == magnitudes.data_ptr()
+    assert order_keys(magnitudes).data_ptr() == magnitudes.data_ptr()
     signed = torch.tensor([-0.0, 1.5])
-    assert select.order_keys(signed).data_ptr() != signed.data_ptr()
+    assert order_keys(signed).data_ptr() != signed.data_ptr()
     assert torch.equal(
-        select.order_keys(signed),
+        order_keys(signed),
         torch.tensor([0, int(signed[1].view(torch.int32))], dtype=torch.int32),
     )
 
@@ -218,20 +219,20 @@ def test_order_keys_of_magnitudes_are_a_view_and_others_are_not() -> None:
 @pytest.mark.parametrize("k", [0, 1, 2, 3])
 def test_one_element_and_empty_tensors(k: int) -> None:
     keys = [
-        select.order_keys(torch.zeros(0)),
-        select.order_keys(torch.tensor([2.0])),
-        select.order_keys(torch.zeros(2, 0)),
+        order_keys(torch.zeros(0)),
+        order_keys(torch.tensor([2.0])),
+        order_keys(torch.zeros(2, 0)),
     ]
-    got = select.prune_smallest(keys, [None, None, None], torch.tensor(k))
+    got = dispatch.prune_smallest(keys, [None, None, None], torch.tensor(k))
     assert [g.shape for g in got] == [torch.Size([0]), torch.Size([1]), torch.Size([2, 0])]
     assert bool(got[1]) == (k == 0)
 
 
 def test_ineligible_entries_are_never_selected_and_stay_pruned() -> None:
-    keys = [select.order_keys(torch.tensor([0.0, 1.0, 2.0, 3.0]))]
+    keys = [order_keys(torch.tensor([0.0, 1.0, 2.0, 3.0]))]
     eligible = [torch.tensor([False, True, True, False])]
     for k in range(4):
-        got = select.prune_smallest(keys, eligible, torch.tensor(k))[0]
+        got = dispatch.prune_smallest(keys, eligible, torch.tensor(k))[0]
         assert not got[0] and not got[3]
         assert int(got.sum()) == max(2 - k, 0)
 
@@ -241,19 +242,19 @@ def test_positions_equal_nonzero(size: int, offset: int, density: float, seed: i
     """The word-at-a-time scan returns nonzero's positions, for any length and storage offset."""
     generator = torch.Generator().manual_seed(seed)
     mask = (torch.rand(size + offset, generator=generator) < density)[offset:]
-    assert torch.equal(select._positions(mask), mask.nonzero().reshape(-1))
+    assert torch.equal(eager.positions_of(mask), mask.nonzero().reshape(-1))
 
 
 @pytest.mark.parametrize("k", [2**31 + 1, 2**40, -(2**40)])
 def test_counts_far_outside_the_range_are_clamped_by_every_kernel(k: int) -> None:
-    keys = [select.order_keys(torch.tensor([3.0, 1.0, 2.0]))]
+    keys = [order_keys(torch.tensor([3.0, 1.0, 2.0]))]
     eligible: list[Tensor | None] = [torch.tensor([True, True, False])]
     shapes = [torch.Size([3])]
     expected = torch.tensor([False, False, False]) if k > 0 else eligible[0]
     kernels = [
-        select.eager_prune_smallest(keys, eligible, k, shapes)[0],
-        select.rank_prune_smallest(keys, eligible, torch.tensor(k), shapes)[0],
-        select.static_prune_smallest(keys, eligible, torch.tensor(k), shapes)[0],
+        eager.eager_prune_smallest(keys, eligible, k, shapes)[0],
+        rank.rank_prune_smallest(keys, eligible, torch.tensor(k), shapes)[0],
+        radix.static_prune_smallest(keys, eligible, torch.tensor(k), shapes)[0],
     ]
     for got in kernels:
         assert torch.equal(got, expected)
@@ -261,18 +262,18 @@ def test_counts_far_outside_the_range_are_clamped_by_every_kernel(k: int) -> Non
 
 @pytest.mark.parametrize(
     "kernel",
-    [select.static_prune_smallest, select.rank_prune_smallest, select.eager_prune_smallest],
+    [radix.static_prune_smallest, rank.rank_prune_smallest, eager.eager_prune_smallest],
 )
 def test_counts_beyond_the_eligible_entries_prune_them_all_even_at_the_top_key(
     kernel: object,
 ) -> None:
     """Found by the thorough profile: NaN shares the largest key, and k > eligible must clamp."""
-    keys = select.order_keys(torch.tensor([math.nan, 0.0, math.nan], dtype=torch.float16))
+    keys = order_keys(torch.tensor([math.nan, 0.0, math.nan], dtype=torch.float16))
     for k, eligible, want in [
         (4, None, [False, False, False]),
         (3, torch.tensor([True, False, True]), [False, False, False]),
         (1, torch.tensor([True, True, True]), [True, False, True]),
     ]:
-        count = torch.tensor(k) if kernel is not select.eager_prune_smallest else k
+        count = torch.tensor(k) if kernel is not eager.eager_prune_smallest else k
         got = kernel([keys], [eligible], count, [keys.shape])  # type: ignore[operator]
         assert got[0].tolist() == want

@@ -1,11 +1,14 @@
 """Private selection kernels: exact "prune the k smallest" over one or many tensors.
 
-Scores become integer order keys (:func:`order_keys`), and :func:`prune_smallest` prunes exactly
-``k`` eligible entries, ties broken by lowest flat index as if the tensors were concatenated.
+Scores become integer order keys (:mod:`.keys`), and :func:`prune_smallest` prunes exactly ``k``
+eligible entries, ties broken by lowest flat index as if the tensors were concatenated.
+:mod:`.dispatch` picks one of three kernels by what can be read: :mod:`.eager` (plain calls),
+:mod:`.rank` (small inputs, batched counts) and :mod:`.radix` (``vmap`` over keys, ``compile``).
 :func:`random_keys` gives the counter-based keys of the random methods.
 """
 
-from funcprune._select.kernels import order_keys, prune_smallest, prune_smallest_magnitudes
+from funcprune._select.dispatch import prune_smallest, prune_smallest_magnitudes
+from funcprune._select.keys import order_keys
 from funcprune._select.random import random_keys
 
 __all__ = ["order_keys", "prune_smallest", "prune_smallest_magnitudes", "random_keys"]

@@ -1,0 +1,222 @@
+"""The eager kernel: exact selection for readable keys and a readable ``k``, without a full sort.
+
+The fastest kernel and the one every plain call takes. It uses value-dependent shapes (it gathers
+the few keys near the threshold), so it runs only where values can be read (not under ``vmap`` or
+``torch.compile``):
+
+1. **Bracket.** A strided sample of about ``_SAMPLE`` eligible keys is sorted; the sample's
+   quantile at ``k / total``, widened by four standard deviations of a binomial count, gives keys
+   ``lo <= hi`` that bracket the ``k``-th smallest key with overwhelming probability. The stride
+   is odd, so it rarely lines up with the rows of a weight matrix.
+2. **Split.** One pass over the keys, in chunks of about ``_CHUNK`` bytes of temporaries, writes
+   ``key > hi`` straight into the masks, counts it, and gathers the eligible keys inside
+   ``[lo, hi]`` with their positions (a word-at-a-time scan, as the bracket is sparse).
+3. **Select.** If the ``k``-th smallest is not inside the bracket (the sample missed), the split is
+   redone on the side where it lies. ``kthvalue`` finds the threshold among the gathered keys;
+   they are kept if above it, and its ties are pruned lowest flat index first. Only the mask
+   entries of the gathered keys are patched.
+
+Temporaries are chunk-sized, so the extra memory stays a few chunks plus the bracket.
+
+>>> import torch
+>>> eager_prune_smallest([torch.tensor([3, 1, 1, 2])], [None], 2, [torch.Size([4])])
+[tensor([ True, False, False,  True])]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+_CHUNK = 1 << 24
+"""Bytes of key temporaries per step of the passes: few steps (each is a parallel region, costly
+on a busy machine), yet temporaries small enough to be reused off the page-fault path."""
+_SAMPLE = 1 << 16
+"""Sampled entries used to bracket the threshold (also the dispatcher's smallest eager input)."""
+
+
+class KeyMaker(NamedTuple):
+    """How a slice of a source tensor becomes keys, and what that costs.
+
+    ``make(part, scratch)`` returns the keys of ``part``, writing into ``scratch`` (a buffer of
+    dtype ``scratch_dtype`` at least as long as ``part``) when one is given; ``temp_bytes`` is the
+    bytes per entry of temporaries that takes. ``scratch_dtype`` is ``None`` when no buffer is used.
+    """
+
+    make: Callable[[Tensor, Tensor | None], Tensor]
+    scratch_dtype: torch.dtype | None
+    temp_bytes: int
+
+
+def _same(keys: Tensor, scratch: Tensor | None) -> Tensor:
+    return keys
+
+
+SAME = KeyMaker(_same, None, 1)
+"""The sources are the keys already."""
+
+
+def chunk_size(key_maker: KeyMaker) -> int:
+    """Entries per chunk, so that one chunk's key temporaries take about ``_CHUNK`` bytes."""
+    return max(_CHUNK // key_maker.temp_bytes, 1)
+
+
+def _chunks(
+    source: Tensor, ok: Tensor | None, size: int
+) -> list[tuple[Tensor, Tensor | None, slice]]:
+    """Slices of ``size`` entries of ``source`` (and ``ok``), with their spans."""
+    spans = [slice(start, start + size) for start in range(0, source.numel(), size)]
+    return [(source[span], None if ok is None else ok[span], span) for span in spans]
+
+
+def eligible_count(flat: list[Tensor], allowed: list[Tensor | None]) -> int:
+    """Number of eligible entries (all of a tensor whose eligibility is ``None``)."""
+    return sum(
+        key.numel() if ok is None else int(ok.count_nonzero())
+        for key, ok in zip(flat, allowed, strict=True)
+    )
+
+
+def sorted_sample(
+    flat: list[Tensor], allowed: list[Tensor | None], key_maker: KeyMaker, size: int
+) -> Tensor:
+    """The sorted keys of a strided sample of about ``size`` eligible entries (odd stride)."""
+    stride = max(1, sum(f.numel() for f in flat) // size) | 1  # odd: rarely aligned with rows
+    picks = [
+        key_maker.make(f[::stride], None)
+        if ok is None
+        else key_maker.make(f[::stride], None)[ok[::stride]]
+        for f, ok in zip(flat, allowed, strict=True)
+    ]
+    return torch.sort(torch.cat(picks)).values
+
+
+def bracket_of(sample: Tensor, k: int, total: int) -> tuple[int, int]:
+    """Keys ``lo <= hi`` that very likely bracket the ``k``-th smallest of ``total``, from a sorted sample."""
+    info = torch.iinfo(sample.dtype)
+    m = sample.numel()
+    if m == 0:
+        return info.min, info.max
+    centre = k / total * m
+    margin = 4.0 * math.sqrt(centre * (1.0 - k / total)) + 2.0
+    low, high = math.floor(centre - margin), math.ceil(centre + margin)
+    lo = int(sample[low]) if low >= 0 else info.min
+    hi = int(sample[high]) if high < m else info.max
+    return lo, hi
+
+
+def _bracket(
+    flat: list[Tensor], allowed: list[Tensor | None], k: int, total: int, key_maker: KeyMaker
+) -> tuple[int, int]:
+    """Keys ``lo <= hi`` that very likely bracket the ``k``-th smallest, from a strided sample."""
+    return bracket_of(sorted_sample(flat, allowed, key_maker, _SAMPLE), k, total)
+
+
+def _split(
+    flat: list[Tensor],
+    allowed: list[Tensor | None],
+    out: list[Tensor],
+    bracket: tuple[int, int],
+    key_maker: KeyMaker,
+) -> tuple[int, list[tuple[Tensor, Tensor]], list[Tensor]]:
+    """Write ``key > hi`` into the masks; gather the eligible keys in ``[lo, hi]``.
+
+    Returns the number of eligible keys above ``hi``, per chunk its mask view and the positions
+    of the keys in ``[lo, hi]`` in it, and those keys (in flat order).
+    """
+    lo, hi = bracket
+    above = []
+    spots = []
+    inside = []
+    size = min(chunk_size(key_maker), max(f.numel() for f in flat))
+    device = flat[0].device
+    scratch = (
+        None
+        if key_maker.scratch_dtype is None
+        else torch.empty(size, dtype=key_maker.scratch_dtype, device=device)
+    )
+    flags = torch.empty(size, dtype=torch.bool, device=device)
+    for source, ok, mask in zip(flat, allowed, out, strict=True):
+        for chunk, part_ok, span in _chunks(source, ok, size):
+            part = key_maker.make(chunk, scratch)
+            piece = mask[span]
+            torch.gt(part, hi, out=piece)
+            within = torch.ge(part, lo, out=flags[: chunk.numel()])
+            within ^= piece  # piece is a subset of within, as lo <= hi
+            if part_ok is not None:
+                piece &= part_ok
+                within &= part_ok
+            above.append(piece.count_nonzero())
+            positions = positions_of(within)
+            spots.append((piece, positions))
+            inside.append(part[positions])
+    return int(torch.stack(above).sum()), spots, inside
+
+
+def positions_of(mask: Tensor) -> Tensor:
+    """Ascending positions of the ``True`` entries of a 1-d bool tensor.
+
+    Scans 8 entries per int64 word first, so a sparse mask costs an eighth of a plain ``nonzero``.
+
+    >>> import torch
+    >>> positions_of(torch.tensor([False, True, False, True])).tolist()
+    [1, 3]
+    """
+    if mask.numel() % 8 or mask.storage_offset() % 8:
+        return mask.nonzero().reshape(-1)
+    words = mask.view(torch.int64).nonzero().reshape(-1)
+    cells = mask.view(-1, 8)[words].nonzero()
+    return words[cells[:, 0]] * 8 + cells[:, 1]
+
+
+def eager_prune_smallest(
+    flat: list[Tensor],
+    allowed: list[Tensor | None],
+    k: int,
+    shapes: list[torch.Size],
+    key_maker: KeyMaker = SAME,
+) -> list[Tensor]:
+    """:func:`funcprune._select.prune_smallest` on flat sources: bracket, split, ``kthvalue``, patch.
+
+    ``key_maker`` turns the sources into keys chunk by chunk (default: they are keys).
+
+    >>> import torch
+    >>> eager_prune_smallest([torch.tensor([5, 4]), torch.tensor([4])], [None, None], 1, [torch.Size([2]), torch.Size([1])])
+    [tensor([ True, False]), tensor([True])]
+    """
+    total = eligible_count(flat, allowed)
+    k = min(max(k, 0), total)
+    out = [torch.empty(f.shape, dtype=torch.bool, device=f.device) for f in flat]
+    if k == 0 or k == total:
+        for ok, mask in zip(allowed, out, strict=True):
+            mask.fill_(k == 0)
+            if ok is not None:
+                mask &= ok
+        return [mask.reshape(shape) for mask, shape in zip(out, shapes, strict=True)]
+    lo, hi = _bracket(flat, allowed, k, total, key_maker)
+    above, spots, parts = _split(flat, allowed, out, (lo, hi), key_maker)
+    below = total - above - sum(part.numel() for part in parts)
+    if not below < k <= total - above:  # the sample missed: retry on the side the threshold is
+        info = torch.iinfo(parts[0].dtype)
+        lo, hi = (info.min, lo - 1) if k <= below else (hi + 1, info.max)
+        above, spots, parts = _split(flat, allowed, out, (lo, hi), key_maker)
+        below = total - above - sum(part.numel() for part in parts)
+    inside = torch.cat(parts)
+    t = torch.kthvalue(inside, k - below).values
+    keep = inside > t
+    ties_kept = int((inside <= t).count_nonzero()) - (k - below)  # the last ties at t survive
+    if ties_kept:
+        tie = inside == t
+        keep |= tie & (torch.cumsum(tie, 0) > tie.count_nonzero() - ties_kept)
+    start = 0
+    for piece, positions in spots:
+        piece[positions] = keep[start : start + positions.numel()]
+        start += positions.numel()
+    return [mask.reshape(shape) for mask, shape in zip(out, shapes, strict=True)]
+
+
+__all__ = ["SAME", "KeyMaker", "eager_prune_smallest", "eligible_count", "positions_of"]
