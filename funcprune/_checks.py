@@ -1,17 +1,23 @@
 """Validation at the boundary: every offending key is named in one message, nothing is mutated.
 
+Every check of its kind lives here once: parameter, mask and score dicts, the [0, 1] fraction,
+ints and dims. A key that does not match the parameters (unknown or missing) is a
+:class:`KeyMismatchError`, a ``ValueError`` (as ``torch.func.functional_call``'s) listing every
+offending key.
+
 >>> import torch
 >>> check_params({"w": torch.ones(2)})
 >>> check_masks({"w": torch.ones(2)}, {"b": torch.ones(2, dtype=torch.bool)})
 Traceback (most recent call last):
 ...
-KeyError: "masks has keys that are not parameters: ['b']; parameter keys are ['w']"
+funcprune._checks.KeyMismatchError: masks has keys that are not parameters: ['b']; parameter keys are ['w']
 """
 
 from __future__ import annotations
 
+import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import Tensor
@@ -21,6 +27,83 @@ from funcprune.types import Params
 
 def _shape(t: Tensor) -> tuple[int, ...]:
     return tuple(t.shape)
+
+
+class KeyMismatchError(ValueError, KeyError):
+    """Keys that do not match the parameters: a ``ValueError`` that lists every offending key.
+
+    It is also a ``KeyError``, which funcprune raised before, so ``except KeyError`` keeps working.
+
+    >>> str(KeyMismatchError("masks has keys that are not parameters: ['b']"))
+    "masks has keys that are not parameters: ['b']"
+    """
+
+    __str__ = ValueError.__str__  # a KeyError would print the message quoted
+
+
+def check_known_keys(what: str, keys: Iterable[object], known: Iterable[str]) -> None:
+    """Every key of ``keys`` must be in ``known`` (the parameter keys); all others are listed.
+
+    >>> check_known_keys("grads", ["w", "x", "y"], ["w"])
+    Traceback (most recent call last):
+    ...
+    funcprune._checks.KeyMismatchError: grads has keys that are not parameters: ['x', 'y']; parameter keys are ['w']
+    """
+    allowed = set(known)
+    unknown = sorted(map(str, (k for k in keys if k not in allowed)))
+    if unknown:
+        raise KeyMismatchError(
+            f"{what} has keys that are not parameters: {unknown}; parameter keys are {sorted(allowed)}"
+        )
+
+
+def check_fraction(
+    name: str, value: object, *, what: str = "fraction", allowed: str = "a float in [0, 1]"
+) -> float:
+    """A Python real number in [0, 1] (a fraction or a sparsity), as a ``float``.
+
+    Args:
+        name: the argument's name, for messages.
+        value: what was passed.
+        what: what the number is, for messages (``"fraction"``, ``"sparsity"``).
+        allowed: what the caller accepts, for the ``TypeError``'s message.
+
+    Raises:
+        TypeError: a bool or anything that is not a real number.
+        ValueError: NaN, an infinity, or a number outside [0, 1].
+
+    >>> check_fraction("sparsity", 0.5)
+    0.5
+    >>> check_fraction("sparsity", 1.5, what="sparsity")
+    Traceback (most recent call last):
+    ...
+    ValueError: sparsity=1.5 must be a sparsity in [0, 1]
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}={value!r} must be {allowed}")
+    if not (math.isfinite(float(value)) and 0.0 <= float(value) <= 1.0):
+        raise ValueError(f"{name}={value!r} must be a {what} in [0, 1]")
+    return float(value)
+
+
+def check_tensor_mapping(what: str, other: object) -> Mapping[str, Tensor]:
+    """``other`` must be a mapping with tensor values (keys and shapes are the caller's to check).
+
+    >>> check_tensor_mapping("grads", {"w": 1.0})
+    Traceback (most recent call last):
+    ...
+    TypeError: grads values must be tensors; not tensors at keys ['w']
+    """
+    if not isinstance(other, Mapping):
+        raise TypeError(
+            f"{what} must be a mapping from parameter names to tensors; got {type(other).__name__}"
+        )
+    not_tensors = sorted(repr(k) for k, v in other.items() if not isinstance(v, Tensor))
+    if not_tensors:
+        raise TypeError(
+            f"{what} values must be tensors; not tensors at keys [{', '.join(not_tensors)}]"
+        )
+    return other
 
 
 def check_params(params: object) -> None:
@@ -58,22 +141,15 @@ def check_tensor_dict(
 
     Raises:
         TypeError: not a mapping, a value that is not a tensor, or (``bool_only``) not bool.
-        KeyError: keys that are not in ``params``.
+        KeyMismatchError: keys that are not in ``params`` (a ``ValueError``).
         ValueError: values whose shapes differ from their parameters'.
     """
     if not isinstance(other, Mapping):
         raise TypeError(
             f"{what} must be a mapping from parameter names to tensors; got {type(other).__name__}"
         )
-    unknown = sorted(k for k in other if k not in params)
-    if unknown:
-        raise KeyError(
-            f"{what} has keys that are not parameters: {unknown}; parameter keys are {sorted(params)}"
-        )
-    not_tensors = sorted(k for k, v in other.items() if not isinstance(v, Tensor))
-    if not_tensors:
-        raise TypeError(f"{what} values must be tensors; not tensors at keys {not_tensors}")
-    tensors: Mapping[str, Tensor] = other  # type: ignore[assignment]
+    check_known_keys(what, other, params)
+    tensors = check_tensor_mapping(what, other)
     mismatched = sorted(
         f"{k!r}: {_shape(v)} vs parameter {_shape(params[k])}"
         for k, v in tensors.items()

@@ -31,6 +31,7 @@ from torch.nn.utils import prune as torch_prune
 from funcprune._checks import check_masks, check_params
 from funcprune._tensors import is_concrete
 from funcprune.compat import BasePruningMethod, custom_from_mask
+from funcprune.compat._hooks import Snapshot, pruning_hooks
 from funcprune.types import Masks, Params
 
 
@@ -62,37 +63,84 @@ def _pruned_names(module: nn.Module, kinds: tuple[type, ...] | None = None) -> l
     return names
 
 
-def from_module(module: nn.Module) -> tuple[dict[str, Tensor], Masks]:
-    """``(params, masks)`` of a plain or a pruned module.
+def from_module(module: nn.Module, *, buffers: bool = True) -> tuple[dict[str, Tensor], Masks]:
+    """``(params, masks)`` of a plain or a pruned module: its ``state_dict``, split.
 
-    ``params`` holds the module's own Parameter objects (no copies; ``.detach()`` them for pure
-    use), keyed by ``named_parameters()`` names with a pruned tensor's ``_orig`` dropped. ``masks``
-    holds a bool mask for every pruned tensor (its hook may be torch's or funcprune.compat's).
+    ``params`` holds every tensor of ``module.state_dict()`` (parameters, persistent buffers such
+    as BatchNorm's running statistics, and every name of a tied weight, e.g. GPT-2's
+    ``lm_head.weight`` beside ``transformer.wte.weight``), as the module's own objects (no copies;
+    ``.detach()`` them for pure use), with a pruned tensor's ``<name>_orig`` renamed ``<name>``
+    and its ``<name>_mask`` moved to ``masks`` as bool (its hook may be torch's or
+    funcprune.compat's). So ``to_state_dict(*from_module(model))`` is ``model.state_dict()``,
+    which ``load_state_dict`` accepts strictly. With ``buffers=False`` only parameters are kept,
+    which is what pruning methods should see (they would prune float buffers too).
 
     Raises:
         ValueError: a mask with values other than 0 and 1.
 
     >>> import torch, funcprune as fp
-    >>> params, masks = fp.from_module(torch.nn.Linear(2, 1))
+    >>> params, masks = fp.from_module(torch.nn.BatchNorm1d(2))
     >>> list(params), masks
-    (['weight', 'bias'], {})
+    (['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked'], {})
+    >>> list(fp.from_module(torch.nn.BatchNorm1d(2), buffers=False)[0])
+    ['weight', 'bias']
     """
     pruned = _pruned_names(module)
+    state = module.state_dict(keep_vars=True)
+    kept = set(state)
+    if not buffers:
+        kept = {name for name, _ in module.named_parameters(remove_duplicate=False)}
+    mask_names = {name + "_mask" for name in pruned}
     originals = {name + "_orig": name for name in pruned}
-    params: dict[str, Tensor] = {originals.get(k, k): p for k, p in module.named_parameters()}
+    params: dict[str, Tensor] = {
+        originals.get(k, k): v
+        for k, v in state.items()
+        if k in kept and k not in mask_names and isinstance(v, Tensor)
+    }
     masks = {name: _bool_mask(name, module.get_buffer(name + "_mask")) for name in pruned}
     return params, masks
+
+
+def _state_dict_problems(state_dict: Mapping[str, object], pruned: set[str]) -> list[str]:
+    """What makes a torch-prune style state dict ambiguous or corrupt, one line per key."""
+    problems = [
+        f"{key!r} has no {key[: -len('_mask')] + '_orig'!r} beside it while "
+        f"{key[: -len('_mask')]!r} is there (a mask without its _orig)"
+        for key in state_dict
+        if key.endswith("_mask")
+        and key[: -len("_mask")] in state_dict
+        and key[: -len("_mask")] not in pruned
+    ]
+    problems += [
+        f"{base!r} is there beside {base + '_orig'!r} and {base + '_mask'!r} (a plain tensor "
+        "and a pruned one of the same name)"
+        for base in sorted(pruned)
+        if base in state_dict
+    ]
+    shapes = {
+        base: (state_dict[base + "_orig"], state_dict[base + "_mask"]) for base in sorted(pruned)
+    }
+    problems += [
+        f"{base + '_mask'!r} has shape {tuple(mask.shape)}, {base + '_orig'!r} {tuple(orig.shape)}"
+        for base, (orig, mask) in shapes.items()
+        if isinstance(orig, Tensor) and isinstance(mask, Tensor) and orig.shape != mask.shape
+    ]
+    return problems
 
 
 def from_state_dict(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], Masks]:
     """Split a torch-prune style state dict into ``(params, masks)``.
 
     Every ``<key>_orig`` that has a ``<key>_mask`` beside it becomes ``params[key]`` with the bool
-    ``masks[key]``; every other entry (parameters and buffers alike) goes to ``params`` as is.
+    ``masks[key]``; every other entry (parameters and buffers alike) goes to ``params`` as is. The
+    whole dict is checked before anything is converted.
 
     Raises:
-        TypeError: ``state_dict`` is not a mapping.
-        ValueError: a mask with values other than 0 and 1.
+        TypeError: ``state_dict`` is not a mapping of ``str`` keys to tensors.
+        ValueError: a corrupt or ambiguous checkpoint, every problem listed: a ``<key>_mask``
+            beside a plain ``<key>`` without ``<key>_orig``; a plain ``<key>`` beside a pruned
+            one; a mask whose shape differs from its ``_orig``'s; a mask with values other than
+            0 and 1.
 
     >>> import torch, funcprune as fp
     >>> sd = {"bias": torch.zeros(1), "weight_orig": torch.ones(1, 2), "weight_mask": torch.tensor([[1.0, 0.0]])}
@@ -104,18 +152,26 @@ def from_state_dict(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor]
         raise TypeError(
             f"state_dict must be a mapping from names to tensors; got {type(state_dict).__name__}"
         )
+    check_params(state_dict)
     pruned = {
         key[: -len("_mask")]
         for key in state_dict
         if key.endswith("_mask") and key[: -len("_mask")] + "_orig" in state_dict
     }
+    problems = _state_dict_problems(state_dict, pruned)
+    if problems:
+        raise ValueError(
+            "state_dict is not a consistent torch-prune checkpoint: "
+            + "; ".join(problems)
+            + " (a pruned tensor is exactly <key>_orig and <key>_mask, of one shape)"
+        )
+    masks = {base: _bool_mask(base, state_dict[base + "_mask"]) for base in sorted(pruned)}
     params: dict[str, Tensor] = {}
     for key, value in state_dict.items():
         if key.endswith("_orig") and key[: -len("_orig")] in pruned:
             params[key[: -len("_orig")]] = value
         elif not (key.endswith("_mask") and key[: -len("_mask")] in pruned):
             params[key] = value
-    masks = {base: _bool_mask(base, state_dict[base + "_mask"]) for base in sorted(pruned)}
     return params, masks
 
 
@@ -153,16 +209,33 @@ def to_state_dict(params: Params, masks: Mapping[str, Tensor]) -> dict[str, Tens
     return out
 
 
+def _snapshots(module: nn.Module, keys: list[str]) -> list[Snapshot]:
+    """The state ``install_masks`` may change for ``keys``: each owner module and its hooks."""
+    snapshots = []
+    for key in keys:
+        owner = module.get_submodule(key.rpartition(".")[0])
+        containers = [
+            hook
+            for _, hook in pruning_hooks(owner)
+            if hook._tensor_name == key.rpartition(".")[2] and hasattr(hook, "_pruning_methods")
+        ]
+        snapshots.append(Snapshot.take(owner, owner=containers[0] if containers else None))
+    return snapshots
+
+
 def install_masks(module: nn.Module, masks: Mapping[str, Tensor]) -> nn.Module:
     """Prune ``module`` in place with ``masks``, exactly as ``torch.nn.utils.prune`` would.
 
     Each masked tensor gets torch's reparametrization (``<name>_orig``, a ``<name>_mask`` buffer
     in the parameter's dtype, a :class:`funcprune.compat.CustomFromMask` forward pre-hook), on top
-    of any pruning it already has. Keys are ``from_module`` names; all are checked first.
+    of any pruning it already has. Keys are ``from_module`` parameter names (a tied weight under
+    any of its names). All or nothing: every mask is checked first, and if installing one still
+    fails, the modules pruned before it are put back as they were.
 
     Raises:
-        KeyError: keys that are not (possibly pruned) parameters of ``module``.
-        TypeError, ValueError: masks that are not bool or not of their parameter's shape.
+        KeyError: keys that are not (possibly pruned) parameters of ``module`` (buffers included).
+        TypeError, ValueError: masks that are not bool, not of their parameter's shape, or on
+            another device than their parameter.
         ValueError: keys pruned by ``torch.nn.utils.prune`` (its hooks and compat's cannot be
             stacked); nothing is changed.
 
@@ -172,7 +245,7 @@ def install_masks(module: nn.Module, masks: Mapping[str, Tensor]) -> nn.Module:
     (tensor([1., 0.]), ['weight', 'bias_orig', 'bias_mask'])
     """
 
-    params, _ = from_module(module)
+    params, _ = from_module(module, buffers=False)
     check_masks(params, masks)
     by_torch = sorted(set(masks) & set(_pruned_names(module, (torch_prune.BasePruningMethod,))))
     if by_torch:
@@ -181,9 +254,22 @@ def install_masks(module: nn.Module, masks: Mapping[str, Tensor]) -> nn.Module:
             "extend; make that pruning permanent with torch.nn.utils.prune.remove(submodule, name) "
             "first, or leave those keys out"
         )
-    for key, mask in masks.items():
-        owner, _, name = key.rpartition(".")
-        custom_from_mask(module.get_submodule(owner), name, mask)
+    elsewhere = sorted(
+        f"{k!r} (mask on {m.device}, parameter on {params[k].device})"
+        for k, m in masks.items()
+        if m.device != params[k].device
+    )
+    if elsewhere:
+        raise ValueError(f"masks must be on their parameter's device: {', '.join(elsewhere)}")
+    snapshots = _snapshots(module, list(masks))
+    try:
+        for key, mask in masks.items():
+            owner, _, name = key.rpartition(".")
+            custom_from_mask(module.get_submodule(owner), name, mask)
+    except BaseException:
+        for snapshot in reversed(snapshots):
+            snapshot.restore()
+        raise
     return module
 
 

@@ -24,27 +24,18 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
-from funcprune._checks import check_floating, check_params, check_tensor_dict
+from funcprune._checks import (
+    check_floating,
+    check_params,
+    check_tensor_dict,
+    check_tensor_mapping,
+)
 from funcprune.types import Params, Scores
 
 
 def _checked(params: Params, other: Mapping[str, Tensor], what: str) -> None:
     check_params(params)
     check_tensor_dict(params, other, what)
-
-
-def _tensor_mapping(other: object, what: str) -> Mapping[str, Tensor]:
-    """``other`` must be a mapping with tensor values (its shapes are the caller's to check)."""
-    if not isinstance(other, Mapping):
-        raise TypeError(
-            f"{what} must be a mapping from parameter names to tensors; got {type(other).__name__}"
-        )
-    not_tensors = sorted(repr(k) for k, v in other.items() if not isinstance(v, Tensor))
-    if not_tensors:
-        raise TypeError(
-            f"{what} values must be tensors; not tensors at keys [{', '.join(not_tensors)}]"
-        )
-    return other
 
 
 def magnitude(params: Params) -> dict[str, Tensor]:
@@ -107,7 +98,7 @@ def ranks(scores: Scores) -> dict[str, Tensor]:
     >>> fp.ranks({"a": torch.tensor([-3.0, 2.0]), "b": torch.tensor([2.0, -0.5])})
     {'a': tensor([0., 2.], dtype=torch.float64), 'b': tensor([2., 1.], dtype=torch.float64)}
     """
-    for key, s in _tensor_mapping(scores, "scores").items():
+    for key, s in check_tensor_mapping("scores", scores).items():
         check_floating(key, s, "score", "ranks")
     if not scores:
         return {}
@@ -203,7 +194,7 @@ def wanda(params: Params, norms: Mapping[str, Tensor]) -> dict[str, Tensor]:
             [ 6.,  5.]])}
     """
     check_params(params)
-    _tensor_mapping(norms, "norms")
+    check_tensor_mapping("norms", norms)
     unknown = sorted(k for k in norms if k not in params)
     if unknown:
         raise KeyError(f"norms has keys that are not parameters: {unknown}")

@@ -19,20 +19,16 @@ the earlier key), so every key is within one entry of its ideal count.
 from __future__ import annotations
 
 import math
-import numbers
 from fractions import Fraction
 
-from funcprune._checks import check_params
+from funcprune._checks import check_fraction, check_params
 from funcprune.types import Params
 
 
 def _check_sparsity(sparsity: object) -> Fraction:
-    if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real):
-        raise TypeError(f"sparsity={sparsity!r} must be a float in [0, 1] (a Python number)")
-    value = float(sparsity)
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"sparsity={sparsity!r} must be a fraction in [0, 1]")
-    return Fraction(value)
+    return Fraction(
+        check_fraction("sparsity", sparsity, allowed="a float in [0, 1] (a Python number)")
+    )
 
 
 def _sizes(params: Params) -> dict[str, int]:

@@ -15,14 +15,15 @@ tensor([0.0000, 0.7875, 0.9000], dtype=torch.float64)
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, overload
 
 import torch
 from torch import Tensor
+
+from funcprune._checks import check_fraction
+from funcprune._value import Value, positional_metadata
 
 
 def _as_tensor(step: int | Tensor) -> Tensor:
@@ -37,15 +38,13 @@ def _as_tensor(step: int | Tensor) -> Tensor:
     return torch.tensor(float(step), dtype=torch.float64)
 
 
-class Schedule:
+class Schedule(Value):
     """Base of schedules: ``schedule(step) -> sparsity``; subclasses implement ``_at``.
 
     >>> import funcprune as fp
     >>> isinstance(fp.constant(0.5), Schedule)
     True
     """
-
-    factory: ClassVar[str]
 
     @overload
     def __call__(self, step: int) -> float: ...
@@ -66,30 +65,24 @@ class Schedule:
     def _at(self, step: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def __repr__(self) -> str:
-        fields = dataclasses.fields(self)  # type: ignore[arg-type]
-        shown = [repr(getattr(self, fields[0].name))]
-        shown += [f"{f.name}={getattr(self, f.name)!r}" for f in fields[1:]]
-        return f"{self.factory}({', '.join(shown)})"
 
-
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Constant(Schedule):
     """The same sparsity at every step; see :func:`constant`.
 
     >>> import funcprune as fp
-    >>> fp.constant(0.25) == Constant(0.25)
-    True
+    >>> fp.constant(0.25) == Constant(0.25), fp.constant(0.25)
+    (True, constant(0.25))
     """
 
-    sparsity: float
+    sparsity: float = field(metadata=positional_metadata())
     factory: ClassVar[str] = "constant"
 
     def _at(self, step: Tensor) -> Tensor:
         return torch.full_like(step, self.sparsity)
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class OneShot(Schedule):
     """0 before ``at``, ``sparsity`` from ``at`` on; see :func:`one_shot`.
 
@@ -98,7 +91,7 @@ class OneShot(Schedule):
     7
     """
 
-    sparsity: float
+    sparsity: float = field(metadata=positional_metadata())
     at: int
     factory: ClassVar[str] = "one_shot"
 
@@ -106,7 +99,7 @@ class OneShot(Schedule):
         return (step >= self.at).to(torch.float64) * self.sparsity
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Polynomial(Schedule):
     """Zhu & Gupta's gradual schedule; see :func:`polynomial`.
 
@@ -115,7 +108,7 @@ class Polynomial(Schedule):
     3.0
     """
 
-    final: float
+    final: float = field(metadata=positional_metadata())
     initial: float
     start: int
     end: int
@@ -137,14 +130,6 @@ class Polynomial(Schedule):
         )
 
 
-def _fraction(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}={value!r} must be a float in [0, 1]")
-    if not (math.isfinite(float(value)) and 0.0 <= float(value) <= 1.0):
-        raise ValueError(f"{name}={value!r} must be a sparsity in [0, 1]")
-    return float(value)
-
-
 def _step(name: str, value: object, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}={value!r} must be an int step")
@@ -160,7 +145,7 @@ def constant(sparsity: float) -> Constant:
     >>> fp.constant(0.5)(1000)
     0.5
     """
-    return Constant(_fraction("sparsity", sparsity))
+    return Constant(check_fraction("sparsity", sparsity, what="sparsity"))
 
 
 def one_shot(sparsity: float, *, at: int) -> OneShot:
@@ -171,7 +156,7 @@ def one_shot(sparsity: float, *, at: int) -> OneShot:
     >>> schedule(9), schedule(10)
     (0.0, 0.8)
     """
-    return OneShot(_fraction("sparsity", sparsity), _step("at", at))
+    return OneShot(check_fraction("sparsity", sparsity, what="sparsity"), _step("at", at))
 
 
 def polynomial(
@@ -203,7 +188,10 @@ def polynomial(
     >>> [schedule(t) for t in (0, 10, 14, 15, 19, 20)]
     [0.0, 0.0, 0.0, 0.4375, 0.4375, 0.5]
     """
-    final, initial = _fraction("final", final), _fraction("initial", initial)
+    final, initial = (
+        check_fraction("final", final, what="sparsity"),
+        check_fraction("initial", initial, what="sparsity"),
+    )
     start, end = _step("start", start), _step("end", end)
     if end <= start:
         raise ValueError(f"end={end} must be after start={start} (use one_shot for a single step)")
@@ -219,15 +207,14 @@ def _tensor(x: Tensor | float) -> Tensor:
     return x if isinstance(x, Tensor) else torch.tensor(x, dtype=torch.float64)
 
 
+_SPARSITY = "a sparsity: a float in [0, 1] or a 0-d tensor"
+
+
 def _sparsity(name: str, value: object) -> Tensor | float:
     """A sparsity: a 0-d tensor (unchecked: it may be batched or traced) or a float in [0, 1]."""
     if isinstance(value, Tensor):
         return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}={value!r} must be a sparsity: a float in [0, 1] or a 0-d tensor")
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name}={value!r} is not a sparsity in [0, 1]")
-    return float(value)
+    return check_fraction(name, value, what="sparsity", allowed=_SPARSITY)
 
 
 @overload

@@ -156,6 +156,18 @@ _ALL = [
 ]
 
 
+class _WB(torch.nn.Module):
+    """A module whose tensors are "w" and "b" (masked_call refuses keys a module does not have)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(2, 3))
+        self.b = torch.nn.Parameter(torch.zeros(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.w.sum() + self.b.sum()
+
+
 @pytest.mark.parametrize("method", _ALL, ids=repr)
 @given(seed=st.integers(0, 10_000))
 def test_no_input_is_mutated(method: fp.PruningMethod, seed: int) -> None:
@@ -167,7 +179,7 @@ def test_no_input_is_mutated(method: fp.PruningMethod, seed: int) -> None:
     versions = [t._version for t in (*params.values(), *masks.values(), *scores.values())]
     dicts = (dict(params), dict(masks), dict(scores))
     result = method(params, masks, importance_scores=scores)
-    fp.masked_call(torch.nn.Identity(), params, result, torch.ones(1))
+    fp.masked_call(_WB(), params, result, torch.ones(1))
     fp.apply_masks(params, result)
     after = [*params.values(), *masks.values(), *scores.values()]
     assert all(torch.equal(a, b) for a, b in zip(snapshot, after, strict=True))

@@ -116,7 +116,9 @@ def test_chained_l1_counts_are_exact(w: torch.Tensor, a: float, b: float | int) 
 def test_only_leaves_other_keys_alone(
     params: dict[str, torch.Tensor], method: fp.PruningMethod
 ) -> None:
-    restricted = fp.only(method, include=r"weight", exclude=lambda key: key.startswith("c"))
+    restricted = fp.only(
+        method, include=r"weight", exclude=lambda key: key.startswith("c"), allow_empty=True
+    )
     chosen = {k: p for k, p in params.items() if "weight" in k and not k.startswith("c")}
     prior = fp.random_unstructured(0.3, seed=1)(params)
     masks = restricted(params, prior)

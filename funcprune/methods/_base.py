@@ -1,7 +1,7 @@
-"""The base every pruning method shares: boundary checks, value equality and a factory-style repr.
+"""The base every pruning method shares: boundary checks, per-key errors and fresh result masks.
 
-A method is a frozen dataclass: its fields are its hyperparameters, it compares and hashes by
-value (tensors by shape, dtype and contents) and prints as the factory call that builds it.
+A method is a frozen dataclass value (:class:`funcprune._value.Value`): its fields are its
+hyperparameters, it compares and hashes by value and prints as the factory call that builds it.
 
 >>> import funcprune as fp
 >>> fp.l1_unstructured(0.5) == fp.l1_unstructured(0.5), fp.l1_unstructured(0.5)
@@ -10,54 +10,21 @@ value (tensors by shape, dtype and contents) and prints as the factory call that
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from funcprune._checks import check_masks, check_params, check_tensor_dict
 from funcprune._tensors import is_concrete
+from funcprune._value import Value
+from funcprune._value import positional as positional
 from funcprune.distributed._detect import any_dtensor
 from funcprune.types import Masks, Params, Scores
 
 
-def _comparable(value: object) -> object:
-    if isinstance(value, Tensor):
-        return (
-            "tensor",
-            tuple(value.shape),
-            value.dtype,
-            value.device,
-            value.detach().cpu().tolist(),
-        )
-    if isinstance(value, tuple):
-        return tuple(_comparable(v) for v in value)
-    return value
-
-
-def _hashable(value: object) -> object:
-    if isinstance(value, Tensor):
-        return ("tensor", tuple(value.shape), value.dtype)
-    if isinstance(value, tuple):
-        return tuple(_hashable(v) for v in value)
-    return value
-
-
-def _show(value: object) -> str:
-    if isinstance(value, Tensor):
-        if value.dim() == 0 and is_concrete(value):
-            return f"tensor({value.item():g})"
-        return f"tensor(shape={tuple(value.shape)}, dtype={value.dtype})"
-    return repr(value)
-
-
-class Method:
+class Method(Value):
     """Base class of pruning methods; subclasses are frozen dataclasses implementing ``_prune``."""
-
-    factory: ClassVar[str]
-    """The public factory's name, used by ``repr``."""
 
     def __call__(
         self,
@@ -72,6 +39,10 @@ class Method:
         check_masks(params, masks)
         scores = {} if importance_scores is None else importance_scores
         check_tensor_dict(params, scores, "importance_scores")
+        return fresh_masks(self._dispatch(params, masks, scores), masks)
+
+    def _dispatch(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
+        """Where a checked call goes: DTensors to :mod:`funcprune.distributed`, else ``_prune``."""
         if any_dtensor(params.values()):  # torch.distributed DTensors: see funcprune.distributed
             from funcprune.distributed._methods import prune
 
@@ -81,41 +52,33 @@ class Method:
     def _prune(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
         raise NotImplementedError
 
-    def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))  # type: ignore[arg-type]
+    def _partial(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
+        """The call as combinators make it: keys kept whole that had no mask may be left out.
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Method) or type(self) is not type(other):
-            return NotImplemented
-        return _comparable(self._values()) == _comparable(other._values())
-
-    def __hash__(self) -> int:
-        return hash((type(self), _hashable(self._values())))
-
-    def __repr__(self) -> str:
-        fields = dataclasses.fields(self)  # type: ignore[arg-type]
-        parts = []
-        for index, field in enumerate(fields):
-            value = getattr(self, field.name)
-            if field.metadata.get("hidden"):
-                continue
-            shown = _show(value)
-            parts.append(
-                shown
-                if index == 0 and field.metadata.get("positional")
-                else f"{field.name}={shown}"
-            )
-        return f"{self.factory}({', '.join(parts)})"
+        Leaving them out keeps the next method's ``survivors is None`` fast paths live (``chain``
+        feeds the result to the next method). The default is the full call; combinators that pass
+        keys through override it, and their ``_prune`` fills the gaps with :func:`complete`.
+        """
+        return self(params, masks, importance_scores=scores)
 
 
 class PerKeyMethod(Method):
-    """A method that prunes each parameter on its own: subclasses implement ``_prune_one``."""
+    """A method that prunes each parameter on its own: subclasses implement ``_prune_one``.
+
+    Every key is tried before anything is raised, so one error names every offending key.
+    """
 
     def _prune(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
-        return {
-            key: self._prune_one(key, param, masks.get(key), scores.get(key))
-            for key, param in params.items()
-        }
+        result: Masks = {}
+        errors: list[Exception] = []
+        for key, param in params.items():
+            try:
+                result[key] = self._prune_one(key, param, masks.get(key), scores.get(key))
+            except (ValueError, TypeError) as error:
+                errors.append(error)
+        if errors:
+            raise one_error(repr(self), errors)
+        return result
 
     def _prune_one(
         self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
@@ -124,9 +87,68 @@ class PerKeyMethod(Method):
         raise NotImplementedError
 
 
-def positional() -> Any:
-    """Dataclass field shown positionally in ``repr`` (the ``amount``)."""
-    return dataclasses.field(metadata={"positional": True})
+def one_error(what: str, errors: list[Exception]) -> Exception:
+    """The error to raise for the per-key ``errors`` of ``what``: one lists them all.
+
+    It has the type of the first error (in key order); a single error is returned as it is.
+
+    >>> print(one_error("l1_unstructured(3)", [ValueError("'a': too few"), ValueError("'b': too few")]))
+    l1_unstructured(3) failed for 2 parameters:
+      'a': too few
+      'b': too few
+    """
+    if len(errors) == 1:
+        return errors[0]
+    lines = "".join(f"\n  {error}" for error in errors)
+    return type(errors[0])(f"{what} failed for {len(errors)} parameters:{lines}")
+
+
+def complete(params: Params, partial: Mapping[str, Tensor]) -> Masks:
+    """``partial`` with an all-kept mask for every key of ``params`` it leaves out, in order.
+
+    >>> import torch
+    >>> complete({"a": torch.zeros(1), "b": torch.zeros(2)}, {"a": torch.tensor([False])})
+    {'a': tensor([False]), 'b': tensor([True, True])}
+    """
+    return {key: partial[key] if key in partial else all_kept(p) for key, p in params.items()}
+
+
+def _storage(t: Tensor) -> int | None:
+    """The address of ``t``'s memory, where it can be read (plain, strided, concrete tensors)."""
+    if type(t) is not Tensor or t.layout != torch.strided or not is_concrete(t):
+        return None
+    return t.untyped_storage().data_ptr()
+
+
+def _owns_memory(t: Tensor, storage: int | None, taken: set[int]) -> bool:
+    """Whether ``t`` may be handed out as it is: its memory is its own and no one else's."""
+    if storage is None:
+        return True
+    return storage not in taken and t.untyped_storage().nbytes() <= t.numel() * t.element_size()
+
+
+def fresh_masks(result: Masks, given: Mapping[str, Tensor]) -> Masks:
+    """``result`` with every mask in memory of its own: caller's masks and shared buffers cloned.
+
+    Editing (or saving) one returned mask then never touches the caller's masks or another key's.
+
+    >>> import torch
+    >>> mine = torch.tensor([True, False])
+    >>> fresh_masks({"w": mine}, {"w": mine})["w"] is mine
+    False
+    """
+    given_ids = {id(m) for m in given.values()}
+    taken = {s for m in given.values() if (s := _storage(m)) is not None}
+    fresh: Masks = {}
+    for key, mask in result.items():
+        storage = _storage(mask)
+        if id(mask) in given_ids or not _owns_memory(mask, storage, taken):
+            mask = mask.clone()
+            storage = _storage(mask)
+        if storage is not None:
+            taken.add(storage)
+        fresh[key] = mask
+    return fresh
 
 
 def all_kept(param: Tensor) -> Tensor:

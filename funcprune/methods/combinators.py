@@ -15,28 +15,35 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from funcprune.methods._base import Method, all_kept, positional
+from funcprune.methods._base import Method, complete, positional
 from funcprune.types import Masks, Params, PruningMethod, Scores
 
 KeyFilter = str | Callable[[str], bool] | None
 """A regular expression (matched with :func:`re.search`), a predicate on keys, or ``None``."""
 
 
+def _splat(methods: tuple[PruningMethod, ...]) -> str:
+    return ", ".join(map(repr, methods))
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class Chain(Method):
     """Methods applied in order, each among the survivors of the previous; see :func:`chain`."""
 
-    methods: tuple[PruningMethod, ...] = positional()
+    methods: tuple[PruningMethod, ...] = positional(_splat)
     factory: ClassVar[str] = "chain"
 
     def _prune(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
-        current: Masks = {key: masks.get(key, all_kept(p)) for key, p in params.items()}
-        for method in self.methods:
-            current = method(params, current, importance_scores=scores)
-        return current
+        return complete(params, self._partial(params, masks, scores))
 
-    def __repr__(self) -> str:
-        return f"chain({', '.join(map(repr, self.methods))})"
+    def _partial(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
+        current: Mapping[str, Tensor] = masks
+        for method in self.methods:
+            if isinstance(method, Method):
+                current = method._partial(params, current, scores)
+            else:
+                current = method(params, current, importance_scores=scores)
+        return dict(current)
 
 
 def chain(*methods: PruningMethod) -> Chain:
@@ -93,6 +100,7 @@ class Only(Method):
     method: PruningMethod = positional()
     include: KeyFilter = None
     exclude: KeyFilter = None
+    allow_empty: bool = False
     factory: ClassVar[str] = "only"
 
     def selects(self, key: str) -> bool:
@@ -100,32 +108,63 @@ class Only(Method):
         return _matches(self.include, key, True) and not _matches(self.exclude, key, False)
 
     def _prune(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
+        return complete(params, self._partial(params, masks, scores))
+
+    def _partial(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
         chosen = {key: p for key, p in params.items() if self.selects(key)}
+        if not chosen and params and not self.allow_empty:
+            raise ValueError(
+                f"only: include={self.include!r}, exclude={self.exclude!r} selects none of the "
+                f"keys {sorted(params)}; fix the pattern, or pass allow_empty=True to let a "
+                "parameter dict without such keys pass through unpruned"
+            )
         inner = self.method(
             chosen,
             {key: m for key, m in masks.items() if key in chosen},
             importance_scores={key: s for key, s in scores.items() if key in chosen},
         )
         return {
-            key: inner[key] if key in chosen else masks.get(key, all_kept(p))
-            for key, p in params.items()
+            key: inner[key] if key in chosen else masks[key]
+            for key in params
+            if key in chosen or key in masks
         }
 
 
-def only(method: PruningMethod, include: KeyFilter = None, exclude: KeyFilter = None) -> Only:
+def only(
+    method: PruningMethod,
+    include: KeyFilter = None,
+    exclude: KeyFilter = None,
+    *,
+    allow_empty: bool = False,
+) -> Only:
     """Apply ``method`` to the keys matching ``include`` and not ``exclude``; others pass through.
 
     Strings are regular expressions found anywhere in the key (:func:`re.search`); callables are
     predicates. A global method wrapped in ``only`` ranks only the selected keys together.
 
+    A call whose filters select none of the (non-empty) parameters is a ``ValueError`` naming the
+    filters and the keys, as :func:`funcprune.per_key` refuses amounts for missing keys: an
+    LSTM's ``weight_ih_l0`` does not match ``r"weight$"``, and a typo would otherwise prune
+    nothing, silently. The check runs at every call, on that call's keys, so one ``only`` value
+    applied to the parameters of several models raises for a model it selects nothing of; pass
+    ``allow_empty=True`` when that is intended.
+
     >>> import torch, funcprune as fp
     >>> params = {"0.weight": torch.tensor([1.0, 2.0]), "0.bias": torch.tensor([1.0, 2.0])}
     >>> fp.only(fp.l1_unstructured(1), include=r"weight$")(params)
     {'0.weight': tensor([False,  True]), '0.bias': tensor([True, True])}
+    >>> fp.only(fp.l1_unstructured(1), include="kernel")(params)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: only: include='kernel', exclude=None selects none of the keys ['0.bias', '0.weight']; ...
     """
     if not callable(method):
         raise TypeError(f"only: method must be a pruning method; got {type(method).__name__}")
-    return Only(method, _check_filter("include", include), _check_filter("exclude", exclude))
+    if not isinstance(allow_empty, bool):
+        raise TypeError(f"only: allow_empty must be a bool; got {type(allow_empty).__name__}")
+    return Only(
+        method, _check_filter("include", include), _check_filter("exclude", exclude), allow_empty
+    )
 
 
 __all__ = ["Chain", "KeyFilter", "Only", "chain", "only"]

@@ -14,8 +14,13 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from funcprune.methods._base import Method, all_kept, positional
+from funcprune._checks import KeyMismatchError
+from funcprune.methods._base import Method, complete, positional
 from funcprune.types import Amount, Masks, Params, PruningMethod, Scores
+
+
+def _as_dict(methods: tuple[tuple[str, PruningMethod], ...]) -> str:
+    return "{" + ", ".join(f"{key!r}: {method!r}" for key, method in methods) + "}"
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -27,30 +32,29 @@ class PerKey(Method):
     {'a': l1_unstructured(1), 'b': l1_unstructured(0.5)}
     """
 
-    methods: tuple[tuple[str, PruningMethod], ...] = positional()
+    methods: tuple[tuple[str, PruningMethod], ...] = positional(_as_dict)
     factory: ClassVar[str] = "per_key"
 
     def _prune(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
+        return complete(params, self._partial(params, masks, scores))
+
+    def _partial(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
         chosen = dict(self.methods)
         unknown = sorted(key for key in chosen if key not in params)
         if unknown:
-            raise KeyError(
+            raise KeyMismatchError(
                 f"per_key has amounts for keys that are not parameters: {unknown}; parameter keys "
                 f"are {sorted(params)} (drop those amounts, or pass those parameters)"
             )
         result: Masks = {}
         for key, param in params.items():
-            if key not in chosen:
-                result[key] = masks.get(key, all_kept(param))
-                continue
-            own = {key: masks[key]} if key in masks else {}
-            score = {key: scores[key]} if key in scores else {}
-            result[key] = chosen[key]({key: param}, own, importance_scores=score)[key]
+            if key in chosen:
+                own = {key: masks[key]} if key in masks else {}
+                score = {key: scores[key]} if key in scores else {}
+                result[key] = chosen[key]({key: param}, own, importance_scores=score)[key]
+            elif key in masks:
+                result[key] = masks[key]
         return result
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{key!r}: {method!r}" for key, method in self.methods)
-        return f"per_key({{{inner}}})"
 
 
 def per_key(
@@ -63,7 +67,7 @@ def per_key(
     with :func:`funcprune.uniform` or :func:`funcprune.erk`. Each method sees only its own
     parameter, mask and importance score; keys without an amount pass through unchanged. Amounts
     are validated when the method is built; a key of ``amounts`` missing from the parameters at
-    call time is a ``KeyError`` (a typo would otherwise silently prune nothing).
+    call time is a ``ValueError`` (a typo would otherwise silently prune nothing).
 
     Args:
         factory: a method factory called as ``factory(amount, **hyperparameters)``.

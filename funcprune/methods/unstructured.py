@@ -19,7 +19,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
-from funcprune._checks import check_int, check_tensor_dict
+from funcprune._checks import check_int, check_tensor_dict, check_tensor_mapping
 from funcprune._select import prune_smallest, prune_smallest_magnitudes, random_keys
 from funcprune.methods._amount import check_amount, units_to_prune
 from funcprune.methods._base import Method, PerKeyMethod, all_kept, positional
@@ -41,6 +41,9 @@ class Identity(PerKeyMethod):
         self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
     ) -> Tensor:
         return all_kept(param) if survivors is None else survivors
+
+    def _partial(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
+        return {key: masks[key] for key in params if key in masks}
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -74,11 +77,15 @@ class L1Unstructured(PerKeyMethod):
         return prune_smallest_magnitudes([source], [survivors], count)[0]
 
 
+def _masks_for(masks: tuple[tuple[str, Tensor], ...]) -> str:
+    return f"<masks for {[key for key, _ in masks]}>"
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class CustomFromMask(PerKeyMethod):
     """Given masks intersected with the survivors; see :func:`custom_from_mask`."""
 
-    masks: tuple[tuple[str, Tensor], ...] = positional()
+    masks: tuple[tuple[str, Tensor], ...] = positional(_masks_for)
     factory: ClassVar[str] = "custom_from_mask"
 
     def _prune(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
@@ -93,9 +100,6 @@ class CustomFromMask(PerKeyMethod):
             return all_kept(param) if survivors is None else survivors
         given = given.to(param.device)
         return given.clone() if survivors is None else given & survivors
-
-    def __repr__(self) -> str:
-        return f"custom_from_mask(<masks for {[key for key, _ in self.masks]}>)"
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -171,15 +175,7 @@ def custom_from_mask(masks: Mapping[str, Tensor]) -> CustomFromMask:
     >>> fp.custom_from_mask({"b": torch.tensor([1, 0, 1])})({"b": torch.zeros(3)})["b"]
     tensor([ True, False,  True])
     """
-    if not isinstance(masks, Mapping):
-        raise TypeError(
-            f"masks must be a mapping from parameter names to tensors; got {type(masks).__name__}"
-        )
-    not_tensors = sorted(k for k, v in masks.items() if not isinstance(v, Tensor))
-    if not_tensors:
-        raise TypeError(
-            f"custom_from_mask: masks values must be tensors; not tensors at {not_tensors}"
-        )
+    check_tensor_mapping("custom_from_mask: masks", masks)
     items = tuple(
         (key, mask if mask.dtype == torch.bool else mask != 0) for key, mask in masks.items()
     )

@@ -25,12 +25,13 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
 
-from funcprune._checks import check_masks, check_params, check_tensor_dict
+from funcprune._checks import KeyMismatchError, check_masks, check_params, check_tensor_dict
+from funcprune._value import Value, positional
 from funcprune.types import Params
 
 
@@ -66,7 +67,7 @@ def _checked(
     check_tensor_dict(params, grads, "grads")
     missing = sorted(key for key in params if key not in grads)
     if missing:
-        raise KeyError(
+        raise KeyMismatchError(
             f"grads lacks keys {missing}; pass a gradient for every parameter (torch.func.grad does)"
         )
     masks = {} if masks is None else masks
@@ -78,7 +79,7 @@ def _check_state(params: Params, *buffers: Mapping[str, Tensor]) -> None:
     """Every per-key state buffer must have every parameter key (a state built by ``init``)."""
     missing = sorted({key for key in params for held in buffers if key not in held})
     if missing:
-        raise KeyError(
+        raise KeyMismatchError(
             f"state lacks keys {missing}; build the state with init(params) for the same "
             "parameters you step"
         )
@@ -97,20 +98,21 @@ def _zeros(params: Params) -> dict[str, Tensor]:
     return {key: torch.zeros_like(p) for key, p in params.items()}
 
 
-@dataclass(frozen=True)
-class SGD:
+@dataclass(frozen=True, eq=False, repr=False)
+class SGD(Value):
     """torch.optim.SGD as a pure function, masked; see :func:`sgd`.
 
     >>> import funcprune as fp
     >>> fp.sgd(0.1, momentum=0.9)
-    SGD(lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False)
+    sgd(0.1, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False)
     """
 
-    lr: float
+    lr: float = positional()
     momentum: float = 0.0
     dampening: float = 0.0
     weight_decay: float = 0.0
     nesterov: bool = False
+    factory: ClassVar[str] = "sgd"
 
     def init(self, params: Params) -> SGDState:
         """Zero step count and (with momentum) zero buffers shaped like ``params``.
@@ -154,8 +156,8 @@ class SGD:
         return new_params, SGDState(state.steps + 1, buffers)
 
 
-@dataclass(frozen=True)
-class Adam:
+@dataclass(frozen=True, eq=False, repr=False)
+class Adam(Value):
     """torch.optim.Adam / AdamW as a pure function, masked; see :func:`adam`.
 
     >>> import funcprune as fp
@@ -163,11 +165,12 @@ class Adam:
     True
     """
 
-    lr: float = 1e-3
+    lr: float = positional(default=1e-3)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.0
     decoupled_weight_decay: bool = False
+    factory: ClassVar[str] = "adam"
 
     def init(self, params: Params) -> AdamState:
         """Zero step count and zero moments shaped like ``params``.

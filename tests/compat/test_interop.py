@@ -192,3 +192,120 @@ def test_install_masks_refuses_tensors_pruned_by_torch_before_touching_anything(
     with pytest.raises(ValueError, match=r"\['1\.weight'\] .* torch\.nn\.utils\.prune"):
         fp.install_masks(net, masks)
     assert list(net.state_dict()) == before and not net[0]._forward_pre_hooks
+
+
+def test_from_state_dict_refuses_corrupt_checkpoints_naming_every_problem() -> None:
+    good = {"weight_orig": torch.ones(2, 3), "weight_mask": torch.ones(2, 3), "bias": torch.ones(2)}
+    corrupt = {
+        "mask without _orig": {"weight": torch.ones(2), "weight_mask": torch.ones(2)},
+        "plain beside _orig": {**good, "weight": torch.ones(2, 3)},
+        "wrong shape": {**good, "weight_mask": torch.ones(3, 2)},
+        "not 0/1": {**good, "weight_mask": torch.full((2, 3), 0.5)},
+    }
+    messages = {
+        "mask without _orig": r"'weight_mask' has no 'weight_orig' beside it",
+        "plain beside _orig": r"'weight' is there beside 'weight_orig'",
+        "wrong shape": r"'weight_mask' has shape \(3, 2\), 'weight_orig' \(2, 3\)",
+        "not 0/1": "other than 0 and 1",
+    }
+    for name, state in corrupt.items():
+        with pytest.raises(ValueError, match=messages[name]):
+            fp.from_state_dict(state)
+    both = {"a": torch.ones(1), "a_mask": torch.ones(1), **good, "weight": torch.ones(2, 3)}
+    with pytest.raises(ValueError, match="'a_mask'.*'weight' is there"):
+        fp.from_state_dict(both)
+    with pytest.raises(TypeError, match=r"'x' \(float\)"):
+        fp.from_state_dict({"x": 1.0})  # type: ignore[dict-item]
+
+
+def test_to_state_dict_of_from_module_keeps_buffers_and_tied_names() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(3, 2))
+    net(torch.randn(4, 2, 3, 3))  # running statistics that differ from a fresh model's
+    compat.l1_unstructured(net[0], "weight", amount=5)
+    params, masks = fp.from_module(net)
+    assert {"1.running_mean", "1.running_var", "1.num_batches_tracked"} <= set(params)
+    target = copy.deepcopy(net)
+    for buffer in target.buffers():
+        buffer.zero_()
+    target.load_state_dict(fp.to_state_dict(params, masks), strict=True)
+    _same_dict(target.state_dict(), net.state_dict())
+    weights_only, _ = fp.from_module(net, buffers=False)
+    assert sorted(weights_only) == sorted(
+        k.removesuffix("_orig") for k, _ in net.named_parameters()
+    )
+    assert "1.running_mean" not in weights_only and "0.weight" in weights_only
+
+
+def test_install_masks_puts_every_module_back_when_one_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import funcprune.interop as interop
+
+    net = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 2), nn.Linear(2, 1))
+    compat.l1_unstructured(net[1], "weight", amount=1)  # a container hook to extend, too
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    hooks = [dict(m._forward_pre_hooks) for m in net]
+    methods = list(next(iter(net[1]._forward_pre_hooks.values())).__dict__.items())
+    calls = []
+
+    def flaky(module: nn.Module, name: str, mask: torch.Tensor) -> nn.Module:
+        calls.append(name)
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+        return compat.custom_from_mask(module, name, mask)
+
+    monkeypatch.setattr(interop, "custom_from_mask", flaky)
+    masks = {
+        "0.weight": torch.rand(3, 2) > 0.5,
+        "1.weight": torch.rand(2, 3) > 0.5,
+        "2.bias": torch.tensor([False]),
+    }
+    with pytest.raises(RuntimeError, match="disk full"):
+        fp.install_masks(net, masks)
+    assert len(calls) == 3
+    _same_dict(net.state_dict(), before)
+    assert [dict(m._forward_pre_hooks) for m in net] == hooks
+    assert list(next(iter(net[1]._forward_pre_hooks.values())).__dict__.items()) == methods
+    assert isinstance(net[0].weight, nn.Parameter) and not hasattr(net[0], "weight_orig")
+
+
+def test_install_masks_checks_devices_and_buffers_before_touching_anything() -> None:
+    net = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    on_meta = {
+        "0.bias": torch.ones(3, dtype=torch.bool),
+        "1.weight": torch.ones(3, dtype=torch.bool, device="meta"),
+    }
+    with pytest.raises(ValueError, match=r"'1.weight' \(mask on meta, parameter on cpu\)"):
+        fp.install_masks(net, on_meta)
+    with pytest.raises(KeyError, match="running_mean"):
+        fp.install_masks(
+            net,
+            {
+                "0.bias": torch.ones(3, dtype=torch.bool),
+                "1.running_mean": torch.ones(3, dtype=torch.bool),
+            },
+        )
+    assert not net[0]._forward_pre_hooks and not hasattr(net[0], "bias_orig")
+
+
+def test_install_masks_rolls_back_an_extended_container(monkeypatch: pytest.MonkeyPatch) -> None:
+    import funcprune.interop as interop
+
+    lin = nn.Linear(4, 2)
+    compat.l1_unstructured(lin, "weight", amount=1)
+    compat.l1_unstructured(lin, "weight", amount=1)  # now a PruningContainer of two methods
+    container = next(iter(lin._forward_pre_hooks.values()))
+    inner, mask = container._pruning_methods, lin.weight_mask.clone()
+
+    def second_fails(module: nn.Module, name: str, mask: torch.Tensor) -> nn.Module:
+        if name == "bias":
+            raise RuntimeError("out of memory")
+        return compat.custom_from_mask(module, name, mask)
+
+    monkeypatch.setattr(interop, "custom_from_mask", second_fails)
+    masks = {"weight": torch.zeros(2, 4, dtype=torch.bool), "bias": torch.ones(2, dtype=torch.bool)}
+    with pytest.raises(RuntimeError, match="out of memory"):
+        fp.install_masks(lin, masks)
+    assert container._pruning_methods is inner and len(inner) == 2
+    assert torch.equal(lin.weight_mask, mask)
