@@ -30,6 +30,9 @@ class Captured:
     """Placeholder name -> parameter key."""
     buffers: dict[str, str]
     """Placeholder name -> buffer key."""
+    aliases: dict[str, str]
+    """Every parameter or buffer name -> the name ``named_parameters()``/``named_buffers()`` gives
+    its tensor (tied weights: GPT-2's ``lm_head.weight`` -> ``transformer.wte.weight``)."""
     tracer: str
     """``"torch.export"`` or ``"torch.fx (make_fx)"``, and why export failed when it did."""
 
@@ -56,8 +59,22 @@ def capture_eval(model: nn.Module, example_inputs: Sequence[object]) -> Captured
         exported.graph_module.graph,
         dict(signature.inputs_to_parameters),
         dict(signature.inputs_to_buffers),
+        _aliases(model),
         "torch.export",
     )
+
+
+def _aliases(model: nn.Module) -> dict[str, str]:
+    canonical: dict[int, str] = {}
+    for name, tensor in model.named_parameters():
+        canonical[id(tensor)] = name
+    for name, tensor in model.named_buffers():
+        canonical.setdefault(id(tensor), name)
+    everything = [
+        *model.named_parameters(remove_duplicate=False),
+        *model.named_buffers(remove_duplicate=False),
+    ]
+    return {name: canonical[id(tensor)] for name, tensor in everything}
 
 
 def _make_fx(model: nn.Module, args: tuple[object, ...], why: str) -> Captured:
@@ -77,5 +94,6 @@ def _make_fx(model: nn.Module, args: tuple[object, ...], why: str) -> Captured:
         graph_module.graph,
         {name: key for name, key in names.items() if key in params},
         {name: key for name, key in names.items() if key in buffers},
+        _aliases(model),
         f"torch.fx (make_fx; torch.export failed with {why})",
     )

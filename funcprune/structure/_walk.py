@@ -8,8 +8,8 @@ implies; anything an op does not prove safe is forbidden, with the reason, never
 >>> from funcprune.structure._capture import capture
 >>> walk = walk_graph(capture(torch.nn.Linear(2, 3), (torch.zeros(1, 2),)))
 >>> labels, reasons = walk.book.components()
->>> sorted(set(reasons.values()))[0]
-'graph output: its shape must not change'
+>>> sorted(set(reasons.values()))
+['aten.linear: contracted with a fixed dim', 'graph output: its shape must not change']
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ class Walk:
         self.masked: set[fx.Node] = set()
         """Values that are parameters up to reshaping: pruned entries are zero in them."""
         self.unsupported: Counter[str] = Counter()
+        self.owned: dict[str, Dims] = {}
+        """The atoms of each parameter and buffer (tied names share them)."""
 
     def dims(self, arg: object) -> Dims | None:
         """The dims of a tensor argument, or ``None`` when ``arg`` is not a tensor node."""
@@ -862,14 +864,15 @@ def _placeholder(walk: Walk, captured: Captured, node: fx.Node) -> Value:
     shape = _shape(node)
     if shape is None:
         return None
-    key = captured.parameters.get(node.name)
-    buffer_key = captured.buffers.get(node.name)
-    if key is None and buffer_key is None:
+    name = captured.parameters.get(node.name) or captured.buffers.get(node.name)
+    if name is None or not node.users:
         return tuple(None for _ in shape)
-    if key is not None:
+    buffer = node.name in captured.buffers
+    if not buffer:
         walk.masked.add(node)
-    owner = key if key is not None else buffer_key
-    assert owner is not None
-    return tuple(
-        walk.book.fresh(owner, d, size, buffer=key is None) for d, size in enumerate(shape)
-    )
+    key = captured.aliases.get(name, name)
+    if key not in walk.owned:
+        walk.owned[key] = tuple(
+            walk.book.fresh(key, d, size, buffer=buffer) for d, size in enumerate(shape)
+        )
+    return walk.owned[key]

@@ -24,7 +24,7 @@ from funcprune.structure._capture import Captured, capture
 from funcprune.structure._walk import NOT_CHANNEL, walk_graph
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Slice:
     """Indices ``indices`` along dim ``dim`` of the parameter or buffer ``key``."""
 
@@ -32,7 +32,7 @@ class Slice:
     dim: int
     indices: tuple[int, ...]
 
-    def __str__(self) -> str:
+    def __repr__(self) -> str:
         index = str(self.indices[0]) if len(self.indices) == 1 else f"{list(self.indices)}"
         return f"{self.key}[{':, ' * self.dim}{index}]"
 

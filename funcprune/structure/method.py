@@ -54,20 +54,23 @@ class GroupStructured(Method):
         alive = _alive(maps, masks, total, device) & selectable
         importance = self._scores(params, masks, scores, maps, device)
         keys = order_keys(importance)
+        protected = _protected(self.groups, keys, alive)
+        eligible = alive & ~protected
         if self.scope == "global":
-            count = units_to_prune(self.amount, alive.sum(), key="<channel groups>", unit="groups")
-            kept = prune_smallest([keys], [alive], count)[0]
+            count = units_to_prune(self.amount, eligible.sum(), key="<channel groups>", unit="groups")
+            kept = prune_smallest([keys], [eligible], count)[0]
         else:
             kept = _per_family(
                 self.groups,
                 keys,
-                alive,
+                eligible,
                 lambda left: units_to_prune(
                     self.amount, left, key="<channel groups of one layer>", unit="groups"
                 ),
             )
+        kept = kept | protected
         if self.round_to > 1:
-            kept = _round_kept(self.groups, keys, alive, kept, self.round_to)
+            kept = _round_kept(self.groups, keys, alive, eligible, kept, self.round_to) | protected
         kept = torch.cat([kept | ~selectable, torch.ones(1, dtype=torch.bool, device=device)])
         return {
             key: _mask(key, param, masks.get(key), maps.get(key, []), kept)
@@ -177,14 +180,27 @@ def _per_family(
     return torch.cat(parts)[torch.argsort(order)]
 
 
-def _round_kept(groups: ChannelGroups, keys: Tensor, alive: Tensor, kept: Tensor, k: int) -> Tensor:
+def _protected(groups: ChannelGroups, keys: Tensor, alive: Tensor) -> Tensor:
+    """Per layer, its most important alive group (ties: lowest index): a layer never empties."""
+    protected = torch.zeros_like(alive)
+    lowest = torch.iinfo(keys.dtype).min
+    for ids in _families(groups, keys.device):
+        ranked = torch.where(alive[ids], keys[ids], lowest)
+        best = ids[torch.argmax(ranked)]
+        protected = protected.index_put((best.reshape(1),), alive[best].reshape(1))
+    return protected
+
+
+def _round_kept(
+    groups: ChannelGroups, keys: Tensor, alive: Tensor, eligible: Tensor, kept: Tensor, k: int
+) -> Tensor:
     """Per family, keep the kept count rounded up to a multiple of ``k`` (at most what is alive)."""
     families = _families(groups, keys.device)
     parts = []
     for ids in families:
         left, have = alive[ids].sum(), (kept[ids] & alive[ids]).sum()
         target = torch.minimum((have + k - 1) // k * k, left)
-        parts.append(prune_smallest([keys[ids]], [alive[ids]], left - target)[0])
+        parts.append(prune_smallest([keys[ids]], [eligible[ids]], left - target)[0])
     if not parts:
         return kept
     return torch.cat(parts)[torch.argsort(torch.cat(families))]
@@ -225,7 +241,9 @@ def group_structured(
     A group's importance is the L``n`` norm of all its parameter slices together (weights, biases,
     norm affine parameters; pruned entries count as zero; ``importance_scores[key]`` replaces a
     parameter's values where given), or ``importance(params, groups)`` (one score per group).
-    Exactly the asked number of groups is pruned, ties by lowest group index.
+    Exactly the asked number of groups is pruned, ties by lowest group index. A layer (the groups
+    touching the same parameter dims) is never emptied: its most important group is kept and
+    amounts count among the others, so a shrunk layer keeps at least one channel.
 
     Args:
         amount: fraction of the remaining groups, or a count (a 0-d tensor works under vmap).
