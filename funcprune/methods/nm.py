@@ -4,8 +4,8 @@ The pattern sparse tensor cores accelerate (2:4 on NVIDIA Ampere and later) grou
 consecutive entries along the *input* dim of a weight (dim 1 of a Linear ``(out, in)`` or a Conv
 ``(out, in, *kernel)`` weight) and keeps ``n`` of each group. Ranking is exact and static-shaped
 (a stable sort inside each group), so it works under ``torch.func.vmap`` and
-``torch.compile``; ties keep the entry with the higher index (torch's rule "prune the lowest flat
-index first").
+``torch.compile``; ties keep the entry with the higher index (funcprune's rule everywhere: ties
+are pruned lowest flat index first; torch's own choice among ties depends on its kernel).
 
 >>> import torch, funcprune as fp
 >>> w = torch.tensor([[0.1, -4.0, 3.0, 0.2], [1.0, 2.0, 3.0, 4.0]])
