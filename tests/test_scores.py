@@ -187,3 +187,84 @@ def test_ranks_put_every_nan_one_past_the_largest_value() -> None:
     nan = float("nan")
     ranked = fp.ranks({"a": torch.tensor([nan, 1.0, nan]), "b": torch.tensor([-2.0, nan])})
     assert ranked["a"].tolist() == [2.0, 1.0, 2.0] and ranked["b"].tolist() == [0.0, 2.0]
+
+
+def _conv_input_norms(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel L2 norm of an (N, C, *spatial) conv input, over batch and positions."""
+    return x.transpose(0, 1).reshape(x.shape[1], -1).norm(dim=1)
+
+
+def test_activation_norms_cover_convolutions_hf_conv1d_and_transposed_convs() -> None:
+    pytorch_utils = pytest.importorskip("transformers.pytorch_utils")
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.Conv2d(6, 4, 1, groups=2),
+        nn.ConvTranspose2d(4, 2, 2),
+        nn.Flatten(2),
+        pytorch_utils.Conv1D(3, 25),  # (in=25, out=3): GPT-2's orientation, runs torch.addmm
+    )
+    x = torch.randn(2, 4, 4, 4)
+    inputs: dict[str, torch.Tensor] = {}
+    handles = [
+        layer.register_forward_hook(
+            lambda _m, i, _o, name=name: inputs.__setitem__(f"{name}.weight", i[0].detach())
+        )
+        for name, layer in model.named_children()
+        if name != "3"
+    ]
+    model(x)
+    for handle in handles:
+        handle.remove()
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    norms = fp.activation_norms(model, params, [x])
+    assert sorted(norms) == ["0.weight", "1.weight", "2.weight", "4.weight"]
+    torch.testing.assert_close(
+        norms["0.weight"], _conv_input_norms(inputs["0.weight"]).reshape(1, 4, 1, 1)
+    )
+    grouped = _conv_input_norms(inputs["1.weight"]).reshape(2, 1, 3).expand(2, 2, 3)
+    torch.testing.assert_close(norms["1.weight"], grouped.reshape(4, 3, 1, 1))
+    torch.testing.assert_close(
+        norms["2.weight"], _conv_input_norms(inputs["2.weight"]).reshape(4, 1, 1, 1)
+    )
+    torch.testing.assert_close(
+        norms["4.weight"], inputs["4.weight"].reshape(-1, 25).norm(dim=0).reshape(25, 1)
+    )
+    scores = fp.wanda(params, norms)
+    for key, n in norms.items():  # |W| times the norm of the input feature each entry reads
+        torch.testing.assert_close(scores[key], params[key].abs() * n)
+    w1, n1 = params["1.weight"], grouped.reshape(4, 3)
+    assert torch.equal(scores["1.weight"][3, 2, 0, 0], w1[3, 2, 0, 0].abs() * n1[3, 2])
+
+
+class _Einsum(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Parameter(torch.randn(3, 2))
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.einsum("bi,io->bo", x, self.proj))
+
+
+def test_activation_norms_name_weights_used_by_functions_they_do_not_cover() -> None:
+    model = _Einsum()
+    params = dict(model.named_parameters())
+    with pytest.raises(ValueError, match=r"'proj' \(in einsum\)"):
+        fp.activation_norms(model, params, [torch.randn(4, 3)])
+    without = {k: v for k, v in params.items() if k != "proj"}
+    assert sorted(fp.activation_norms(model, without, [torch.randn(4, 3)])) == ["fc.weight"]
+    attention = nn.MultiheadAttention(4, 2)
+    x = torch.randn(3, 1, 4)
+    with pytest.raises(ValueError, match="in_proj_weight"):
+        fp.activation_norms(attention, dict(attention.named_parameters()), [(x, x, x)])
+
+
+def test_wanda_accepts_norms_that_broadcast_against_the_weight() -> None:
+    params = {"conv": torch.ones(2, 3, 1, 1), "hf": torch.ones(3, 2)}
+    scores = fp.wanda(
+        params, {"conv": torch.tensor([1.0, 2, 3]).reshape(1, 3, 1, 1), "hf": torch.ones(3, 1)}
+    )
+    assert scores["conv"][1, :, 0, 0].tolist() == [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match=r"'conv': weight \(2, 3, 1, 1\), norms \(3,\)"):
+        fp.wanda(params, {"conv": torch.ones(3)})

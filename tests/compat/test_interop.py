@@ -212,7 +212,7 @@ def test_from_state_dict_refuses_corrupt_checkpoints_naming_every_problem() -> N
         with pytest.raises(ValueError, match=messages[name]):
             fp.from_state_dict(state)
     both = {"a": torch.ones(1), "a_mask": torch.ones(1), **good, "weight": torch.ones(2, 3)}
-    with pytest.raises(ValueError, match="'a_mask'.*'weight' is there"):
+    with pytest.raises(ValueError, match=r"'a_mask'.*'weight' is there"):
         fp.from_state_dict(both)
     with pytest.raises(TypeError, match=r"'x' \(float\)"):
         fp.from_state_dict({"x": 1.0})  # type: ignore[dict-item]
