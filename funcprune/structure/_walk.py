@@ -646,30 +646,26 @@ def _rule_conv(walk: Walk, node: fx.Node) -> Value:
 def _grouped(
     walk: Walk, x_atoms: Atoms, wd: Dims, groups: int, transposed: bool, where: str
 ) -> Atoms:
-    """A grouped conv prunes whole conv groups: their input and output channels join."""
-    in_group = wd[0] if transposed else wd[1]
-    if in_group is not None:
-        walk.book.forbid(in_group, f"{NOT_CHANNEL}{where}: the in-group dim of a grouped conv")
-    per_group = wd[1] if transposed else wd[0]
-    if per_group is None:
+    """A grouped conv prunes whole conv groups: each group's input and output channels join.
+
+    The weight is ``(out, in / groups, *k)``, or ``(in, out / groups, *k)`` when transposed; its
+    dim 1 indexes inside a group, so it never shrinks.
+    """
+    if wd[1] is not None:
+        walk.book.forbid(wd[1], f"{NOT_CHANNEL}{where}: the in-group dim of a grouped conv")
+    full = wd[0]
+    if full is None:
         return None
-    if transposed:
-        outs = np.tile(per_group.reshape(1, -1), (groups, 1))
-        walk.book.forbid(
-            per_group, f"{NOT_CHANNEL}{where}: the out-group dim of a grouped transposed conv"
-        )
-        rows = x_atoms.reshape(groups, -1) if x_atoms is not None else None
-        if rows is None:
-            return None
-        joined = walk.book.union_rows(rows)
-        return np.repeat(joined, outs.shape[1])
-    rows = per_group.reshape(groups, -1)
     if x_atoms is None:
-        walk.book.forbid(per_group, f"{where}: input channels are fixed")
-        return per_group
+        walk.book.forbid(full, f"{where}: input channels are fixed")
+        return None
+    rows = full.reshape(groups, -1)
     walk.book.union(rows[:, :1], x_atoms.reshape(groups, -1))
-    walk.book.union_rows(rows)
-    return per_group
+    joined = walk.book.union_rows(rows)
+    if not transposed:
+        return full
+    out_per_group = len(wd[1]) if wd[1] is not None else 1
+    return np.repeat(joined, out_per_group)
 
 
 def _rule_embedding(walk: Walk, node: fx.Node) -> Value:

@@ -57,7 +57,9 @@ class GroupStructured(Method):
         protected = _protected(self.groups, keys, alive)
         eligible = alive & ~protected
         if self.scope == "global":
-            count = units_to_prune(self.amount, eligible.sum(), key="<channel groups>", unit="groups")
+            count = units_to_prune(
+                self.amount, eligible.sum(), key="<channel groups>", unit="groups"
+            )
             kept = prune_smallest([keys], [eligible], count)[0]
         else:
             kept = _per_family(

@@ -37,6 +37,8 @@ def shrink(
     params: Mapping[str, Tensor],
     masks: Mapping[str, Tensor],
     example_inputs: Sequence[object],
+    *,
+    groups: ChannelGroups | None = None,
 ) -> nn.Module:
     """A new, physically smaller copy of ``model`` whose forward equals the masked model's.
 
@@ -53,6 +55,7 @@ def shrink(
         params: parameter values by ``named_parameters()`` key (missing keys: the model's own).
         masks: bool masks by key, ``True`` keeps (missing keys: nothing pruned).
         example_inputs: positional arguments for one forward call.
+        groups: ``channel_groups(model, example_inputs)`` when already at hand (saves a capture).
 
     Raises:
         ValueError: a group is only partly pruned (names the group and the slices that remain),
@@ -63,7 +66,8 @@ def shrink(
     own = dict(model.named_parameters())
     _check_keys(own, params, masks)
     work = eval_copy(model)
-    groups = groups_of(capture_eval(work, example_inputs))
+    if groups is None:
+        groups = groups_of(capture_eval(work, example_inputs))
     values = {key: params.get(key, value).detach() for key, value in own.items()}
     kept = _kept_indices(groups, masks)
     with torch.no_grad():
