@@ -76,6 +76,18 @@ def save_shrunk(
 
     Raises:
         TypeError: masks that are not dense bool tensors by ``str`` key, or bad ``metadata``.
+
+    >>> import os, tempfile, torch
+    >>> from torch import nn
+    >>> from funcprune.io import save_shrunk
+    >>> from funcprune.structure import channel_groups, group_structured, shrink
+    >>> model, x = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 1)), torch.randn(2, 4)
+    >>> params = dict(model.named_parameters())
+    >>> masks = group_structured(0.5, channel_groups(model, (x,)))(params)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     save_shrunk(os.path.join(d, "small.safetensors"), shrink(model, params, masks, (x,)), masks)
+    ...     os.listdir(d)
+    ['small.safetensors']
     """
     user = check_user_metadata(metadata)
     packed, shapes = encode_masks(masks, _MASK)
@@ -139,6 +151,21 @@ def load_shrunk(
         ValueError: the file is truncated, corrupt or not a shrunk-model file; ``model`` is of
             another class, or its parameters do not fit the masks, or the shrunk model's state
             does not fit the saved weights (the message names the keys).
+
+    >>> import os, tempfile, torch
+    >>> from torch import nn
+    >>> from funcprune.io import load_shrunk, save_shrunk
+    >>> from funcprune.structure import channel_groups, group_structured, shrink
+    >>> model, x = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 1)), torch.randn(2, 4)
+    >>> params = dict(model.named_parameters())
+    >>> masks = group_structured(0.5, channel_groups(model, (x,)))(params)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = os.path.join(d, "small.safetensors")
+    ...     save_shrunk(path, shrink(model, params, masks, (x,)), masks)
+    ...     load_shrunk(path, nn.Linear(4, 1), (x,))
+    Traceback (most recent call last):
+    ...
+    ValueError: ... holds a shrunk torch.nn.modules.container.Sequential; got a torch.nn.modules.linear.Linear: pass a fresh instance of the saved model's class
     """
     from funcprune.structure import shrink  # structure pulls in graph capture: only when needed
 

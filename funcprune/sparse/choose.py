@@ -1,17 +1,6 @@
 """``fastest_layouts``: measure each pruned layer dense and sparse, keep the faster form.
 
->>> import torch, funcprune as fp
->>> from funcprune.sparse import fastest_layouts, to_sparse
->>> model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4))
->>> params = {k: v.detach() for k, v in model.named_parameters()}
->>> masks = fp.l1_unstructured(0.95)(params)
->>> x = torch.randn(1, 64)
->>> choice = fastest_layouts(model, params, masks, (x,), repeats=3)
->>> sorted(choice), all(v in ("dense", "csr") for v in choice.values())
-(['0.weight', '2.weight'], True)
->>> fast = to_sparse(model, params, masks, layout=choice)
->>> torch.allclose(fast(x), fp.masked_call(model, params, masks, x), atol=1e-5)
-True
+See :func:`fastest_layouts`.
 """
 
 from __future__ import annotations
@@ -68,6 +57,19 @@ def fastest_layouts(
 
     Raises:
         ValueError: unknown candidates, ``repeats < 1``, or no layer to convert.
+
+    >>> import torch, funcprune as fp
+    >>> from funcprune.sparse import fastest_layouts, to_sparse
+    >>> model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4))
+    >>> params = {k: v.detach() for k, v in model.named_parameters()}
+    >>> masks = fp.l1_unstructured(0.95)(params)
+    >>> x = torch.randn(1, 64)
+    >>> choice = fastest_layouts(model, params, masks, (x,), repeats=3)
+    >>> sorted(choice), all(v in ("dense", "csr") for v in choice.values())
+    (['0.weight', '2.weight'], True)
+    >>> fast = to_sparse(model, params, masks, layout=choice)
+    >>> torch.allclose(fast(x), fp.masked_call(model, params, masks, x), atol=1e-5)
+    True
     """
     bad = [c for c in candidates if c not in LAYOUTS]
     if bad or not candidates:

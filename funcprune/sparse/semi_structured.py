@@ -3,15 +3,7 @@
 Needs a CUDA GPU of compute capability 8.0 or newer (Ampere, Hopper, ...). Anywhere else it
 raises, naming the layer and what is missing: it never falls back to dense silently.
 
->>> import torch, funcprune as fp
->>> from funcprune.sparse import to_semi_structured
->>> model = torch.nn.Sequential(torch.nn.Linear(64, 64))
->>> params = dict(model.named_parameters())
->>> masks = fp.only(fp.nm_semistructured(2, 4), include=r".*weight")(params)
->>> to_semi_structured(model, params, masks)  # doctest: +ELLIPSIS
-Traceback (most recent call last):
-...
-RuntimeError: 2:4 semi-structured sparsity needs a CUDA GPU of compute capability >= 8.0 ...
+See :func:`to_semi_structured`.
 """
 
 from __future__ import annotations
@@ -52,6 +44,16 @@ def to_semi_structured(model: nn.Module, params: Params, masks: Mapping[str, Ten
             (the message names the keys).
         RuntimeError: CUDA absent, or the weight is not on a GPU of compute capability >= 8.0
             (names the key and its device).
+
+    >>> import torch, funcprune as fp
+    >>> from funcprune.sparse import to_semi_structured
+    >>> model = torch.nn.Sequential(torch.nn.Linear(64, 64))
+    >>> params = dict(model.named_parameters())
+    >>> masks = fp.only(fp.nm_semistructured(2, 4), include=r".*weight")(params)
+    >>> to_semi_structured(model, params, masks)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    RuntimeError: 2:4 semi-structured sparsity needs a CUDA GPU of compute capability >= 8.0 ...
     """
     keys = plan(model, masks, "2:4", ("2:4",))
     layers = linear_layers(model)
