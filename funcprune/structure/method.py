@@ -110,7 +110,7 @@ class GroupStructured(Method):
                 magnitude = source.detach().abs().to(torch.float64)
                 if math.isinf(self.n):
                     part = magnitude.amax(dim=others) if others else magnitude
-                    acc = acc.index_reduce(0, gid, part, "amax")
+                    acc = acc.scatter_reduce(0, gid, part, "amax")
                 else:
                     power = magnitude.pow(self.n)
                     acc = acc.index_add(0, gid, power.sum(dim=others) if others else power)
