@@ -18,6 +18,7 @@ runs on ``meta`` tensors of the global shapes, which raises exactly the single-p
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,8 +28,10 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.distributed.tensor import DTensor
 
+from funcprune._checks import check_tensor_dict
 from funcprune._select import order_keys, prune_smallest
 from funcprune._select.random import random_keys, random_keys_at
+from funcprune._tensors import is_concrete
 from funcprune.distributed import _select
 from funcprune.distributed._layout import (
     Layout,
@@ -38,11 +41,12 @@ from funcprune.distributed._layout import (
     mesh_group,
 )
 from funcprune.methods._amount import units_to_prune
-from funcprune.methods._base import Method
+from funcprune.methods._base import Method, one_error
+from funcprune.methods._scoring import channel_dim, score_source
 from funcprune.methods.combinators import Chain, Only
-from funcprune.methods.nm import NMSemistructured
+from funcprune.methods.nm import NMSemistructured, _group_dim
 from funcprune.methods.per_key import PerKey
-from funcprune.methods.structured import LnStructured, RandomStructured
+from funcprune.methods.structured import LnStructured, RandomStructured, _check_matrix_norm
 from funcprune.methods.unstructured import (
     CustomFromMask,
     GlobalUnstructured,
@@ -51,7 +55,7 @@ from funcprune.methods.unstructured import (
     RandomUnstructured,
     custom_from_mask,
 )
-from funcprune.types import Masks, Params, Scores
+from funcprune.types import Amount, Masks, Params, Scores
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,13 @@ class _Shard:
 
 def prune(method: Method, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
     """``method(params, masks, importance_scores=scores)`` for DTensor ``params``."""
-    _validate(method, params, masks, scores)
+    if _traced(method):
+        raise ValueError(
+            f"{method!r}: an amount is batched by torch.func.vmap (or traced), which DTensor "
+            "parameters do not support (the selection runs collectives on concrete counts); "
+            "loop over the amounts in Python instead"
+        )
+    _validate(params)
     shards = _shards(params, masks, scores)
     group = mesh_group(next(iter(shards.values())).layout.mesh)
     if type(method) in _COMBINATORS:  # their inner calls come back here
@@ -84,12 +94,20 @@ def prune(method: Method, params: Params, masks: Mapping[str, Tensor], scores: S
     return {key: shards[key].layout.wrap(mask) for key, mask in local.items()}
 
 
-def _meta(t: Tensor) -> Tensor:
-    return torch.empty(t.shape, dtype=t.dtype, device="meta")
+def _traced(value: object) -> bool:
+    """Whether a method (or a hyperparameter in it, nested methods included) holds a tensor
+    without readable values, e.g. an amount batched by ``vmap``."""
+    if isinstance(value, Tensor):
+        return not is_concrete(value)
+    if isinstance(value, tuple):
+        return any(_traced(v) for v in value)
+    if isinstance(value, Method):
+        return any(_traced(getattr(value, f.name)) for f in dataclasses.fields(value))  # type: ignore[arg-type]
+    return False
 
 
-def _validate(method: Method, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> None:
-    """Run ``method`` on meta tensors: the single-process errors, raised alike on every rank."""
+def _validate(params: Params) -> None:
+    """All parameters are DTensors on one mesh (the method's own checks come in its handler)."""
     not_dtensors = sorted(k for k, p in params.items() if not isinstance(p, DTensor))
     if not_dtensors:
         raise TypeError(
@@ -102,11 +120,6 @@ def _validate(method: Method, params: Params, masks: Mapping[str, Tensor], score
             f"params live on {len(meshes)} device meshes; funcprune prunes DTensors on one mesh "
             "per call (wrap the call per mesh with funcprune.only(...))"
         )
-    method._prune(
-        {k: _meta(p) for k, p in params.items()},
-        {k: _meta(m) for k, m in masks.items()},
-        {k: _meta(s) for k, s in scores.items()},
-    )
 
 
 def _local(key: str, what: str, tensor: Tensor | None, layout: Layout) -> Tensor | None:
@@ -148,22 +161,59 @@ def _all_kept(shard: _Shard) -> DTensor:
 _Handler = Callable[..., dict[str, Tensor]]
 
 
+def _raise_for(method: Method, shards: list[_Shard], errors: Mapping[str, Exception]) -> None:
+    """Raise what one process raises for these per-key errors: one error listing them all."""
+    if errors:
+        raise one_error(repr(method), [errors[s.key] for s in shards if s.key in errors])
+
+
+def _errors(shards: list[_Shard], check: Callable[[_Shard], object]) -> dict[str, Exception]:
+    """The ``ValueError``/``TypeError`` that ``check`` raises for each shard's parameter."""
+    errors: dict[str, Exception] = {}
+    for s in shards:
+        try:
+            check(s)
+        except (ValueError, TypeError) as error:
+            errors[s.key] = error
+    return errors
+
+
+def _global_view(shard: _Shard) -> Tensor:
+    """A meta tensor with the global shape and dtype, for the single-process checks."""
+    return torch.empty(shard.layout.shape, dtype=shard.param.dtype, device="meta")
+
+
 def _elementwise(
     method: Method, shards: list[_Shard], group: dist.ProcessGroup | None
 ) -> dict[str, Tensor]:
     """Methods whose mask of an entry depends only on entries in the same shard."""
     if isinstance(method, CustomFromMask):
         given = dict(method.masks)
+        check_tensor_dict(
+            {s.key: _global_view(s) for s in shards}, given, "custom_from_mask's masks"
+        )
         method = custom_from_mask(
             {s.key: _given_part(s, given[s.key]) for s in shards if s.key in given}
         )
     if isinstance(method, NMSemistructured):
-        _check_groups_local(method, shards, group)
+        nm = method
+        _raise_for(nm, shards, _errors(shards, lambda s: _nm_check(nm, s)))
+        _check_groups_local(nm, shards, group)
     return method._prune(
         {s.key: s.param for s in shards},
         {s.key: s.survivors for s in shards if s.survivors is not None},
         {s.key: s.score for s in shards if s.score is not None},
     )
+
+
+def _nm_check(method: NMSemistructured, shard: _Shard) -> None:
+    _group_dim(shard.key, shard.layout.shape, method.dim, method.m)
+    _score(shard, method.factory)
+
+
+def _score(shard: _Shard, factory: str) -> Tensor:
+    """The scored tensor (importance score, else the parameter), checked floating as one process."""
+    return score_source(shard.key, shard.param, shard.score, factory)
 
 
 def _given_part(shard: _Shard, given: Tensor) -> Tensor:
@@ -205,13 +255,29 @@ def _random_keys(seed: int, shard: _Shard) -> Tensor:
     return random_keys_at(seed, shard.key, local_flat_indices(shard.layout, shard.param.device))
 
 
+def _eligible_totals(problems: list[list[_Shard]], group: dist.ProcessGroup | None) -> list[int]:
+    """Global number of unpruned entries of every problem (one ``all_reduce``; owners count)."""
+    local = [
+        sum(
+            (s.param.numel() if s.survivors is None else int(s.survivors.count_nonzero()))
+            for s in problem
+            if s.layout.owner
+        )
+        for problem in problems
+    ]
+    totals = torch.tensor(local, dtype=torch.int64)
+    dist.all_reduce(totals, group=group)
+    return [int(t) for t in totals.tolist()]
+
+
+def _entry_count(amount: Amount, total: int, key: str) -> int:
+    return int(units_to_prune(amount, torch.tensor(total), key=key, unit="entries"))
+
+
 def _select_entries(
-    problems: list[list[tuple[_Shard, Tensor]]],
-    amounts: list[object],
-    names: list[str],
-    group: dist.ProcessGroup | None,
+    problems: list[list[tuple[_Shard, Tensor]]], counts: list[int], group: dist.ProcessGroup | None
 ) -> dict[str, Tensor]:
-    """Prune ``amount`` of the eligible entries of each problem (shards with their keys)."""
+    """Prune ``counts`` of the eligible entries of each problem (shards with their keys)."""
     segments = []
     for problem in problems:
         start = 0
@@ -221,11 +287,6 @@ def _select_entries(
             segment.append(_select.Segment(keys.reshape(-1), eligible, shard.layout, start))
             start += shard.layout.shape.numel()
         segments.append(segment)
-    totals = _select.eligible_totals(segments, group)
-    counts = [
-        int(units_to_prune(a, torch.tensor(t), key=n, unit="entries"))  # type: ignore[arg-type]
-        for a, t, n in zip(amounts, totals, names, strict=True)
-    ]
     kept = _select.prune_smallest(segments, counts, group)
     return {
         shard.key: keep.reshape(shard.param.shape)
@@ -234,33 +295,41 @@ def _select_entries(
     }
 
 
-def _l1(
-    method: L1Unstructured, shards: list[_Shard], group: dist.ProcessGroup | None
+def _per_tensor(
+    method: L1Unstructured | RandomUnstructured,
+    shards: list[_Shard],
+    group: dist.ProcessGroup | None,
 ) -> dict[str, Tensor]:
-    problems = [[(s, _magnitude_keys([_source(s)])[0])] for s in shards]
-    return _select_entries(problems, [method.amount] * len(shards), [s.key for s in shards], group)
-
-
-def _random(
-    method: RandomUnstructured, shards: list[_Shard], group: dist.ProcessGroup | None
-) -> dict[str, Tensor]:
-    problems = [[(s, _random_keys(method.seed, s))] for s in shards]
-    return _select_entries(problems, [method.amount] * len(shards), [s.key for s in shards], group)
+    """``l1_unstructured`` and ``random_unstructured``: one selection per parameter, batched."""
+    factory = method.factory
+    errors = (
+        _errors(shards, lambda s: _score(s, factory)) if isinstance(method, L1Unstructured) else {}
+    )
+    counts = {}
+    for s, total in zip(shards, _eligible_totals([[s] for s in shards], group), strict=True):
+        if s.key not in errors:
+            try:
+                counts[s.key] = _entry_count(method.amount, total, s.key)
+            except ValueError as error:
+                errors[s.key] = error
+    _raise_for(method, shards, errors)
+    if isinstance(method, L1Unstructured):
+        problems = [[(s, _magnitude_keys([_score(s, factory)])[0])] for s in shards]
+    else:
+        problems = [[(s, _random_keys(method.seed, s))] for s in shards]
+    return _select_entries(problems, [counts[s.key] for s in shards], group)
 
 
 def _global(
     method: GlobalUnstructured, shards: list[_Shard], group: dist.ProcessGroup | None
 ) -> dict[str, Tensor]:
+    [total] = _eligible_totals([shards], group)
+    count = _entry_count(method.amount, total, "<all parameters>")
     if method.scores == "random":
         keys = [_random_keys(method.seed, s) for s in shards]
     else:
-        keys = _magnitude_keys([_source(s) for s in shards])
-    problem = list(zip(shards, keys, strict=True))
-    return _select_entries([problem], [method.amount], ["<all parameters>"], group)
-
-
-def _source(shard: _Shard) -> Tensor:
-    return shard.param if shard.score is None else shard.score
+        keys = _magnitude_keys([_score(s, method.factory) for s in shards])
+    return _select_entries([list(zip(shards, keys, strict=True))], [count], group)
 
 
 def _slice_vector(
@@ -283,35 +352,68 @@ def _slice_vector(
     return full
 
 
+def _structured_check(method: RandomStructured | LnStructured, shard: _Shard) -> int:
+    """The single-process checks of one parameter, in its order; returns the pruned dim."""
+    shape = shard.layout.shape
+    dim = channel_dim(shard.key, shape, method.dim, method.factory)
+    if isinstance(method, LnStructured):
+        _score(shard, method.factory)
+        _check_matrix_norm(shard.key, method.n, shape, dim)
+    return dim
+
+
 def _structured(
     method: RandomStructured | LnStructured, shards: list[_Shard], group: dist.ProcessGroup | None
 ) -> dict[str, Tensor]:
-    result = {}
+    """Slices: per-slice liveness and keys reduced to a vector, then one process's selection."""
+    errors = _errors(shards, lambda s: _structured_check(method, s))
+    plans = {}
     for s in shards:
-        dim = method.dim % len(s.layout.shape)
-        others = tuple(d for d in range(len(s.layout.shape)) if d != dim)
-        start, size = s.layout.offset[dim], s.layout.local_shape[dim]
+        if s.key in errors:
+            continue
+        dim = _structured_check(method, s)
+        start = s.layout.offset[dim]
         alive = None
         if s.survivors is not None:
+            others = tuple(d for d in range(len(s.layout.shape)) if d != dim)
             local_alive = s.survivors.any(dim=others).to(torch.int32)
             alive = _slice_vector(s, dim, start, local_alive, dist.ReduceOp.MAX, group).bool()
+        remaining = torch.tensor(s.layout.shape[dim]) if alive is None else alive.sum()
+        try:
+            unit = f"slices along dim {dim}"
+            count = units_to_prune(method.amount, remaining, key=s.key, unit=unit)
+        except ValueError as error:
+            errors[s.key] = error
+            continue
+        plans[s.key] = (dim, alive, count)
+    _raise_for(method, shards, errors)
+    result = {}
+    for s in shards:
+        dim, alive, count = plans[s.key]
         if isinstance(method, RandomStructured):
             keys = random_keys(method.seed, s.key, s.layout.shape[dim], s.param.device)
         else:
-            source = _source(s)
-            if s.score is None and s.survivors is not None:
-                source = source * s.survivors  # the parameter as pruned, as one process does
-            whole, first = _whole_slices(s, source, dim)
-            norms = order_keys(torch.norm(whole, p=method.n, dim=others))
-            keys = _slice_vector(s, dim, first, norms, dist.ReduceOp.SUM, group)
-        remaining = torch.tensor(s.layout.shape[dim]) if alive is None else alive.sum()
-        count = units_to_prune(method.amount, remaining, key=s.key, unit=f"slices along dim {dim}")
+            keys = _norm_keys(method, s, dim, group)
         kept = prune_smallest([keys], [alive], count)[0]
+        start, size = s.layout.offset[dim], s.layout.local_shape[dim]
         view = [1] * len(s.layout.shape)
         view[dim] = size
         keep = kept[start : start + size].reshape(view).expand(s.param.shape)
         result[s.key] = keep.contiguous() if s.survivors is None else keep & s.survivors
     return result
+
+
+def _norm_keys(
+    method: LnStructured, shard: _Shard, dim: int, group: dist.ProcessGroup | None
+) -> Tensor:
+    """Order keys of every slice's norm, as one process computes them, on every rank."""
+    source = _score(shard, method.factory)
+    if shard.score is None and shard.survivors is not None:
+        source = source * shard.survivors  # the parameter as pruned, as one process does
+    whole, first = _whole_slices(shard, source, dim)
+    others = [d for d in range(len(shard.layout.shape)) if d != dim]
+    norms = order_keys(torch.norm(whole, p=method.n, dim=others))
+    return _slice_vector(shard, dim, first, norms, dist.ReduceOp.SUM, group)
 
 
 def _whole_slices(shard: _Shard, source: Tensor, dim: int) -> tuple[Tensor, int]:
@@ -361,8 +463,8 @@ _HANDLERS: dict[type[Method], _Handler] = {
     Identity: _elementwise,
     CustomFromMask: _elementwise,
     NMSemistructured: _elementwise,
-    L1Unstructured: _l1,
-    RandomUnstructured: _random,
+    L1Unstructured: _per_tensor,
+    RandomUnstructured: _per_tensor,
     GlobalUnstructured: _global,
     RandomStructured: _structured,
     LnStructured: _structured,

@@ -46,20 +46,6 @@ def _owned(segment: Segment) -> Tensor | None:
     return segment.eligible
 
 
-def eligible_totals(problems: list[list[Segment]], group: dist.ProcessGroup | None) -> list[int]:
-    """Global number of eligible entries of every problem (one ``all_reduce``)."""
-    local = []
-    for segments in problems:
-        count = 0
-        for segment in segments:
-            owned = _owned(segment)
-            count += segment.keys.numel() if owned is None else int(owned.count_nonzero())
-        local.append(count)
-    totals = torch.tensor(local, dtype=torch.int64)
-    dist.all_reduce(totals, group=group)
-    return [int(t) for t in totals.tolist()]
-
-
 def _bits_to_signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value >= 1 << (bits - 1) else value
 
@@ -171,4 +157,4 @@ def _keep(segment: Segment, count: int, threshold: tuple[int, int, int], last_ti
     return keep
 
 
-__all__ = ["Segment", "eligible_totals", "prune_smallest"]
+__all__ = ["Segment", "prune_smallest"]

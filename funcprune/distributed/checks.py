@@ -29,12 +29,21 @@ def _fingerprint(key: str, mask: Tensor) -> list[int]:
     return [zlib.crc32(key.encode()), flat.numel(), kept, int(weights[flat].sum())]
 
 
+def _spread(values: Tensor, group: dist.ProcessGroup | None) -> tuple[Tensor, Tensor]:
+    """Elementwise min and max of int64 ``values`` over the ranks, in one ``all_reduce``."""
+    both = torch.cat([values, -values]).to(torch.int64)
+    dist.all_reduce(both, op=dist.ReduceOp.MIN, group=group)
+    low, negated_high = both.chunk(2)
+    return low, -negated_high
+
+
 def check_masks_agree(masks: Mapping[str, Tensor], group: dist.ProcessGroup | None = None) -> None:
     """Raise ``ValueError`` naming the keys whose masks differ between ranks of ``group``.
 
     Each rank hashes its masks (per key: the key, size, number kept and a sum of per-index hashes
-    of the kept entries) and two ``all_reduce`` calls (min and max) of those few integers per key
-    compare them; nothing else crosses the wire. Every rank must call it with the same keys in
+    of the kept entries) and one ``all_reduce`` (min and max at once) of those few integers per key
+    compare them (one ``all_reduce`` of two integers first checks the number and names of the
+    keys); nothing else crosses the wire. Every rank must call it with the same keys in
     the same order (a difference is reported too). Without an initialised process group there is
     a single rank, which agrees with itself.
 
@@ -66,25 +75,31 @@ def check_masks_agree(masks: Mapping[str, Tensor], group: dist.ProcessGroup | No
     if not (dist.is_available() and dist.is_initialized()):
         return
     device = next(iter(masks.values())).device if masks else torch.device("cpu")
-    if dist.get_backend(group) == "nccl":
+    if dist.get_backend(group) == "nccl":  # NCCL reduces CUDA tensors only
         device = torch.device("cuda", torch.cuda.current_device())
-    prints = [[len(masks), 0, 0, 0]] + [_fingerprint(k, m) for k, m in masks.items()]
-    low = torch.tensor(prints, dtype=torch.int64, device=device)
-    high = low.clone()
-    dist.all_reduce(low, op=dist.ReduceOp.MIN, group=group)
-    dist.all_reduce(high, op=dist.ReduceOp.MAX, group=group)
+    names = zlib.crc32("\n".join(masks).encode())
+    low, high = _spread(torch.tensor([[len(masks), names]], device=device), group)
     if bool(low[0, 0] != high[0, 0]):
         raise ValueError(
             f"ranks hold different numbers of masks (this rank: {len(masks)}); every rank must "
             "pass the same keys"
         )
-    differ = (low != high).any(dim=1)[1:].tolist()
+    if bool(low[0, 1] != high[0, 1]):
+        raise ValueError(
+            f"ranks hold masks under different keys or in a different order (this rank: "
+            f"{list(masks)}); every rank must pass the same keys in the same order"
+        )
+    if not masks:
+        return
+    low, high = _spread(
+        torch.tensor([_fingerprint(k, m) for k, m in masks.items()], device=device), group
+    )
+    differ = (low != high).any(dim=1).tolist()
     disagreeing = [key for key, bad in zip(masks, differ, strict=True) if bad]
     if disagreeing:
         raise ValueError(
-            f"masks differ between ranks at keys {disagreeing} (or the ranks passed keys in a "
-            "different order); prune with the same method, seed and parameters on every rank, or "
-            "broadcast rank 0's masks (torch.distributed.broadcast)"
+            f"masks differ between ranks at keys {disagreeing}; prune with the same method, seed "
+            "and parameters on every rank, or broadcast rank 0's masks (torch.distributed.broadcast)"
         )
 
 

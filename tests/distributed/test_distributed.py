@@ -1,8 +1,10 @@
-"""Every method on DTensor parameters equals one process on the full tensors (2 and 4 gloo ranks).
+"""DTensor methods, FSDP2 training and DDP checks against one process, on 2 and 4 gloo ranks.
 
-The ranks are spawned once per world size; inside them hypothesis draws shapes (uneven shards
-included), dtypes, values with and without ties, placements (``Replicate()``/``Shard(d)``),
-incoming masks, importance scores and methods with their amounts (see ``dist_cases``).
+The ranks are spawned once per world size (spawning dominates the cost). Inside them hypothesis
+draws shapes (uneven shards included), dtypes, values with and without ties, placements
+(``Replicate()``/``Shard(d)``), incoming masks, importance scores and methods with their amounts
+(see ``dist_cases``); on 2 ranks the FSDP2, pure-optimizer, DDP and limit checks of
+``dist_training`` run too.
 """
 
 from __future__ import annotations
@@ -14,12 +16,29 @@ pytest.importorskip("torch.distributed.tensor")
 import torch.distributed as dist
 from dist_cases import methods_match
 from dist_harness import spawn
+from dist_training import (
+    ddp_masks_agree,
+    fsdp_trains_like_one_process,
+    limits_are_errors,
+    pure_optimizers_match,
+)
 
 pytestmark = pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed gloo"
 )
 
 
-@pytest.mark.parametrize(("world", "examples"), [(2, 120), (4, 60)])
-def test_methods_match_one_process(world: int, examples: int) -> None:
-    spawn(world, methods_match, world, examples)
+def _two_ranks() -> None:
+    methods_match(2, 60)
+    fsdp_trains_like_one_process()
+    pure_optimizers_match()
+    ddp_masks_agree()
+    limits_are_errors()
+
+
+def test_two_ranks_match_one_process() -> None:
+    spawn(2, _two_ranks)
+
+
+def test_four_ranks_match_one_process() -> None:
+    spawn(4, methods_match, 4, 30)
