@@ -12,7 +12,7 @@ from reference import reference_keep
 from torch import Tensor
 from torch.func import vmap
 
-from funcprune._select import dispatch, eager, radix, rank
+from funcprune._select import dispatch, eager, radix, rank, sweep
 from funcprune._select.keys import order_keys
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
@@ -163,6 +163,48 @@ def test_vmap_over_counts_matches_a_stable_sort(
     swept = vmap(lambda c: dispatch.prune_smallest(_keys(scores), eligible, c))(counts)
     for index, count in enumerate(counts.tolist()):
         _assert_equal([s[index] for s in swept], _expected(scores, eligible, count))
+
+
+@given(
+    case=selections(),
+    extra=st.lists(st.integers(0, 40), min_size=0, max_size=4),
+    chunk=st.integers(1, 9),
+)
+def test_sweep_kernel_matches_a_stable_sort_for_every_count(
+    case: tuple[list[Tensor], list[Tensor | None], int], extra: list[int], chunk: int
+) -> None:
+    """Many counts at once (repeated, out of range, 0 and all), chunk borders included."""
+    scores, eligible, k = case
+    if not scores:
+        return
+    flat, allowed, shapes = _flat_inputs(scores, eligible)
+    counts = [k, *extra, k]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(eager, "_CHUNK", chunk)
+        got = sweep.sweep_prune_smallest(flat, allowed, counts, shapes)
+    for index, count in enumerate(counts):
+        _assert_equal([g[index] for g in got], _expected(scores, eligible, count))
+
+
+@given(case=selections(), extra=st.lists(st.integers(0, 40), min_size=1, max_size=4))
+def test_vmap_over_counts_takes_the_sweep_kernel_and_matches(
+    case: tuple[list[Tensor], list[Tensor | None], int], extra: list[int]
+) -> None:
+    """Batched counts over inputs above the sample size go to the sweep kernel, once per batch;
+    magnitudes (keys made chunk by chunk) included."""
+    scores, eligible, k = case
+    if not scores:
+        return
+    counts = torch.tensor([k, *extra])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(eager, "_SAMPLE", 1)
+        patch.setattr(eager, "_CHUNK", 12)
+        swept = vmap(lambda c: dispatch.prune_smallest(_keys(scores), eligible, c))(counts)
+        magnitudes = vmap(lambda c: dispatch.prune_smallest_magnitudes(scores, eligible, c))(counts)
+    absolute = [s.to(torch.float64).abs() for s in scores]
+    for index, count in enumerate(counts.tolist()):
+        _assert_equal([s[index] for s in swept], _expected(scores, eligible, count))
+        _assert_equal([m[index] for m in magnitudes], _expected(absolute, eligible, count))
 
 
 @given(

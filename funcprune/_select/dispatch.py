@@ -21,6 +21,7 @@ tensor([ True, False,  True, False])
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -29,6 +30,7 @@ from funcprune._select import eager
 from funcprune._select.keys import order_keys
 from funcprune._select.radix import static_prune_smallest
 from funcprune._select.rank import RANK_LIMIT, rank_prune_smallest
+from funcprune._select.sweep import sweep_prune_smallest
 from funcprune._tensors import is_concrete
 
 
@@ -87,11 +89,26 @@ def _prune(
     k: Tensor,
     key_maker: eager.KeyMaker,
 ) -> list[Tensor]:
-    """Eager for readable values, rank for a batched ``k`` over readable keys or small inputs,
-    else radix."""
     flat = [source.reshape(-1) for source in sources]
     allowed = [None if e is None else e.reshape(-1) for e in eligible]
     shapes = [source.shape for source in sources]
+    data = flat + [ok for ok in allowed if ok is not None]
+    readable = bool(flat) and all(is_concrete(t) for t in data)
+    if readable and not is_concrete(k) and sum(f.numel() for f in flat) > eager._SAMPLE:
+        oks = [torch.ones((), dtype=torch.bool) if ok is None else ok for ok in allowed]
+        given = tuple(ok is not None for ok in allowed)
+        return list(_Counts.apply(k, key_maker, shapes, given, *flat, *oks))
+    return _select(flat, allowed, k, shapes, key_maker)
+
+
+def _select(
+    flat: list[Tensor],
+    allowed: list[Tensor | None],
+    k: Tensor,
+    shapes: list[torch.Size],
+    key_maker: eager.KeyMaker,
+) -> list[Tensor]:
+    """Eager for readable values, rank for small readable inputs, else radix."""
     data = flat + [ok for ok in allowed if ok is not None]
     readable = bool(flat) and all(is_concrete(t) for t in data)
     total = sum(f.numel() for f in flat)
@@ -101,6 +118,58 @@ def _prune(
     if readable and total <= RANK_LIMIT:  # small inputs: one sort beats the eager kernel's steps
         return rank_prune_smallest(keys, allowed, k, shapes)
     return static_prune_smallest(keys, allowed, k, shapes)
+
+
+class _Counts(torch.autograd.Function):
+    """A selection whose ``vmap`` rule sends a batch of counts over readable keys to the sweep
+    kernel (once for the whole batch) instead of batching every operation of a kernel."""
+
+    generate_vmap_rule = False
+
+    @staticmethod
+    def forward(
+        k: Tensor,
+        key_maker: eager.KeyMaker,
+        shapes: list[torch.Size],
+        given: tuple[bool, ...],
+        *tensors: Tensor,
+    ) -> tuple[Tensor, ...]:
+        flat, allowed = _unpack(tensors, given)
+        return tuple(_select(flat, allowed, k, shapes, key_maker))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        """Nothing to save: the masks have no gradient."""
+
+    @staticmethod
+    def vmap(
+        info: Any,
+        in_dims: tuple[int | None, ...],
+        k: Tensor,
+        key_maker: eager.KeyMaker,
+        shapes: list[torch.Size],
+        given: tuple[bool, ...],
+        *tensors: Tensor,
+    ) -> tuple[tuple[Tensor, ...], tuple[int, ...]]:
+        flat, allowed = _unpack(tensors, given)
+        k_dim = in_dims[0]
+        if k_dim is None or any(d is not None for d in in_dims[4:]) or not is_concrete(k):
+            dims = (k_dim, None, None, None, *in_dims[4:])
+            batched = torch.vmap(_Counts.apply, in_dims=dims, randomness="error")
+            result = batched(k, key_maker, shapes, given, *tensors)
+            return tuple(result), tuple(0 for _ in result)
+        counts = [int(c) for c in k.movedim(k_dim, 0).reshape(-1).tolist()]
+        masks = sweep_prune_smallest(flat, allowed, counts, shapes, key_maker)
+        return tuple(masks), tuple(0 for _ in masks)
+
+
+def _unpack(
+    tensors: tuple[Tensor, ...], given: tuple[bool, ...]
+) -> tuple[list[Tensor], list[Tensor | None]]:
+    n = len(given)
+    flat = list(tensors[:n])
+    allowed = [ok if has else None for ok, has in zip(tensors[n:], given, strict=True)]
+    return flat, allowed
 
 
 __all__ = ["prune_smallest", "prune_smallest_magnitudes"]
