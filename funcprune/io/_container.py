@@ -32,6 +32,8 @@ from funcprune.io._bits import pack_bits, packed_length, unpack_bits
 FORMAT = "funcprune.format"
 CHECKSUMS = "funcprune.sha256"
 MASK_SHAPES = "funcprune.mask_shapes"
+VERSION = "funcprune.version"
+TORCH_VERSION = "funcprune.torch_version"
 RESERVED_PREFIX = "funcprune."
 _RESERVED_NAME = "__metadata__"
 
@@ -43,7 +45,7 @@ def _sha256(t: Tensor) -> str:
 def _versions() -> dict[str, str]:
     from funcprune import __version__  # the package is fully imported by the time files are written
 
-    return {"funcprune.version": __version__, "funcprune.torch_version": torch.__version__}
+    return {VERSION: __version__, TORCH_VERSION: torch.__version__}
 
 
 def write_container(

@@ -25,6 +25,9 @@ from torch import Tensor
 
 from funcprune.io._container import (
     MASK_SHAPES,
+    RESERVED_PREFIX,
+    TORCH_VERSION,
+    VERSION,
     check_masks_match,
     check_user_metadata,
     decode_masks,
@@ -141,12 +144,12 @@ def mask_file_info(path: str | os.PathLike[str]) -> MaskFileInfo:
     """
     tensors, metadata = read_container(path, MASKS_FORMAT)
     masks = decode_masks(path, tensors, metadata)
-    user = {k: v for k, v in metadata.items() if not k.startswith("funcprune.")}
+    user = {k: v for k, v in metadata.items() if not k.startswith(RESERVED_PREFIX)}
     return MaskFileInfo(
         shapes={k: tuple(m.shape) for k, m in masks.items()},
         method=metadata.get(_METHOD),
-        funcprune_version=metadata.get("funcprune.version", "unknown"),
-        torch_version=metadata.get("funcprune.torch_version", "unknown"),
+        funcprune_version=metadata.get(VERSION, "unknown"),
+        torch_version=metadata.get(TORCH_VERSION, "unknown"),
         metadata=user,
     )
 
