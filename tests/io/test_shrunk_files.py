@@ -117,3 +117,21 @@ def test_corrupt_and_wrong_files(tmp_path: Path) -> None:
         load_masks(path)
     with pytest.raises(TypeError, match=r"'0\.weight' \(torch\.float32"):
         save_shrunk(path, small, {"0.weight": torch.ones(8, 3, 3, 3)})
+
+
+def test_shared_storage_is_stored_once_or_copied() -> None:
+    from funcprune.io.shrunk_files import _distinct
+
+    base = torch.arange(6.0)
+    state = {
+        "a": base,
+        "tied": base,
+        "row": base[:3],
+        "empty": torch.zeros(0),
+        "e2": torch.zeros(0),
+    }
+    kept, aliases = _distinct(state)
+    assert aliases == {"tied": "a"}
+    assert set(kept) == {"a", "row", "empty", "e2"}
+    assert kept["row"].untyped_storage().data_ptr() != base.untyped_storage().data_ptr()
+    assert torch.equal(kept["row"], base[:3]) and kept["a"] is base
