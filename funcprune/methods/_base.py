@@ -120,7 +120,7 @@ def _storage(t: Tensor) -> int | None:
     return t.untyped_storage().data_ptr()
 
 
-def _owns_memory(t: Tensor, storage: int | None, taken: set[int]) -> bool:
+def _owns_memory(t: Tensor, storage: int | None, taken: set[int | None]) -> bool:
     """Whether ``t`` may be handed out as it is: its memory is its own and no one else's."""
     if storage is None:
         return True
@@ -138,7 +138,7 @@ def fresh_masks(result: Masks, given: Mapping[str, Tensor]) -> Masks:
     False
     """
     given_ids = {id(m) for m in given.values()}
-    taken = {s for m in given.values() if (s := _storage(m)) is not None}
+    taken: set[int | None] = {_storage(m) for m in given.values()} - {None}
     fresh: Masks = {}
     for key, mask in result.items():
         storage = _storage(mask)
