@@ -85,13 +85,84 @@ def _check_state(params: Params, *buffers: Mapping[str, Tensor]) -> None:
         )
 
 
-def _keep(mask: Tensor | None, param: Tensor) -> Tensor | None:
-    """The mask in the parameter's dtype (a same-dtype product is much faster than one with bool)."""
-    return None if mask is None else mask.to(param.dtype)
+class _Lists(NamedTuple):
+    """Elementwise ops over lists of tensors: torch's ``_foreach`` kernels (one call for all the
+    tensors, not a Python loop of small ops) where they run, else one op per tensor (under
+    ``vmap``, which has no batching rule for them).
+
+    Ops ending in ``_`` may write into their first list, which must be fresh (made by this step):
+    the fused ops do, the per-tensor ones return new tensors. Either way, use what they return.
+    """
+
+    fused: bool
+
+    def add(self, xs: list[Tensor], ys: list[Tensor], alpha: float) -> list[Tensor]:
+        if self.fused:
+            return list(torch._foreach_add(xs, ys, alpha=alpha))
+        return [x.add(y, alpha=alpha) for x, y in zip(xs, ys, strict=True)]
+
+    def scale(self, xs: list[Tensor], factor: float) -> list[Tensor]:
+        if self.fused:
+            return list(torch._foreach_mul(xs, factor))
+        return [x.mul(factor) for x in xs]
+
+    def lerp(self, xs: list[Tensor], ys: list[Tensor], weight: float) -> list[Tensor]:
+        if self.fused:
+            return list(torch._foreach_lerp(xs, ys, weight))
+        return [x.lerp(y, weight) for x, y in zip(xs, ys, strict=True)]
+
+    def sqrt(self, xs: list[Tensor]) -> list[Tensor]:
+        return list(torch._foreach_sqrt(xs)) if self.fused else [x.sqrt() for x in xs]
+
+    def sub(self, xs: list[Tensor], ys: list[Tensor]) -> list[Tensor]:
+        if self.fused:
+            return list(torch._foreach_sub(xs, ys))
+        return [x - y for x, y in zip(xs, ys, strict=True)]
+
+    def addcmul_(self, xs: list[Tensor], ys: list[Tensor], value: float) -> list[Tensor]:
+        """``x + value * y * y``."""
+        if self.fused:
+            torch._foreach_addcmul_(xs, ys, ys, value=value)
+            return xs
+        return [x.addcmul(y, y, value=value) for x, y in zip(xs, ys, strict=True)]
+
+    def adam_update_(
+        self, denom: list[Tensor], exp_avg: list[Tensor], c2: Tensor, eps: float, size: Tensor
+    ) -> list[Tensor]:
+        """``size * exp_avg / (denom / c2 + eps)``, written into ``denom`` when fused."""
+        if self.fused:
+            torch._foreach_div_(denom, c2)
+            torch._foreach_add_(denom, eps)
+            torch._foreach_reciprocal_(denom)
+            torch._foreach_mul_(denom, exp_avg)
+            torch._foreach_mul_(denom, size)
+            return denom
+        return [
+            size * (m * (d / c2 + eps).reciprocal()) for d, m in zip(denom, exp_avg, strict=True)
+        ]
+
+    def mask_(self, xs: list[Tensor], keeps: list[Tensor | None]) -> list[Tensor]:
+        """Zero the pruned entries (``keep`` in the tensor's dtype; ``None``: nothing pruned)."""
+        picked = [(i, keep) for i, keep in enumerate(keeps) if keep is not None]
+        if self.fused and picked:
+            torch._foreach_mul_([xs[i] for i, _ in picked], [keep for _, keep in picked])
+            return xs
+        out = list(xs)
+        for i, keep in picked:
+            out[i] = xs[i] * keep
+        return out
 
 
-def _masked(t: Tensor, keep: Tensor | None) -> Tensor:
-    return t if keep is None else t * keep
+def _lists(*groups: list[Tensor]) -> _Lists:
+    """Fused ops unless some tensor is wrapped by a functorch transform (``vmap``, ``grad``)."""
+    wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+    return _Lists(not any(wrapped(t) for group in groups for t in group))
+
+
+def _keeps(params: Params, masks: Mapping[str, Tensor]) -> list[Tensor | None]:
+    """Per key, its mask in the parameter's dtype (a same-dtype product is much faster than one
+    with bool), or ``None`` without a mask."""
+    return [masks[key].to(p.dtype) if key in masks else None for key, p in params.items()]
 
 
 def _zeros(params: Params) -> dict[str, Tensor]:
@@ -141,19 +212,27 @@ class SGD(Value):
         masks = _checked(params, grads, masks)
         if self.momentum:
             _check_state(params, state.momentum)
-        new_params, buffers = {}, {}
-        for key, p in params.items():
-            keep = _keep(masks.get(key), p)
-            d_p = grads[key].add(p, alpha=self.weight_decay) if self.weight_decay else grads[key]
-            d_p = _masked(d_p, keep)
-            if self.momentum:
-                buffer = state.momentum[key].mul(self.momentum).add(d_p, alpha=1 - self.dampening)
-                if self.dampening:  # torch starts the buffer at d_p, undamped
-                    buffer = torch.where(state.steps == 0, d_p, buffer)
-                buffers[key] = _masked(buffer, keep)
-                d_p = d_p.add(buffers[key], alpha=self.momentum) if self.nesterov else buffers[key]
-            new_params[key] = _masked(p.add(d_p, alpha=-self.lr), keep)
-        return new_params, SGDState(state.steps + 1, buffers)
+        keys = list(params)
+        ps, gs = list(params.values()), [grads[key] for key in keys]
+        old = [state.momentum[key] for key in keys] if self.momentum else []
+        lists = _lists(ps, gs, list(masks.values()), old)
+        keeps = _keeps(params, masks)
+        d_p = lists.mask_(
+            lists.add(gs, ps, self.weight_decay) if self.weight_decay else lists.scale(gs, 1.0),
+            keeps,
+        )
+        buffers: list[Tensor] = []
+        if self.momentum:
+            buffers = lists.add(lists.scale(old, self.momentum), d_p, 1 - self.dampening)
+            if self.dampening:  # torch starts the buffer at d_p, undamped
+                first = state.steps == 0
+                buffers = [torch.where(first, d, b) for d, b in zip(d_p, buffers, strict=True)]
+            buffers = lists.mask_(buffers, keeps)
+            d_p = lists.add(d_p, buffers, self.momentum) if self.nesterov else buffers
+        new_params = lists.mask_(lists.add(ps, d_p, -self.lr), keeps)
+        return dict(zip(keys, new_params, strict=True)), SGDState(
+            state.steps + 1, dict(zip(keys, buffers, strict=True)) if self.momentum else {}
+        )
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -202,23 +281,32 @@ class Adam(Value):
         steps = state.steps + 1
         correction1 = 1 - beta1 ** steps.to(torch.float64)
         correction2_sqrt = (1 - beta2 ** steps.to(torch.float64)).sqrt()
-        new_params, exp_avg, exp_avg_sq = {}, {}, {}
-        step_size = self.lr / correction1
-        for key, p in params.items():
-            keep = _keep(masks.get(key), p)
-            grad = grads[key]
-            if self.weight_decay and self.decoupled_weight_decay:
-                p = p.mul(1 - self.lr * self.weight_decay)
-            elif self.weight_decay:
-                grad = grad.add(p, alpha=self.weight_decay)
-            grad = _masked(grad, keep)
-            exp_avg[key] = _masked(state.exp_avg[key].lerp(grad, 1 - beta1), keep)
-            second = state.exp_avg_sq[key].mul(beta2).addcmul(grad, grad, value=1 - beta2)
-            exp_avg_sq[key] = _masked(second, keep)
-            denom = (exp_avg_sq[key].sqrt() / correction2_sqrt.to(p.dtype)).add(self.eps)
-            update = step_size.to(p.dtype) * exp_avg[key] / denom
-            new_params[key] = _masked(p - update, keep)
-        return new_params, AdamState(steps, exp_avg, exp_avg_sq)
+        keys = list(params)
+        ps, gs = list(params.values()), [grads[key] for key in keys]
+        moments = [state.exp_avg[key] for key in keys], [state.exp_avg_sq[key] for key in keys]
+        lists = _lists(ps, gs, list(masks.values()), *moments)
+        keeps = _keeps(params, masks)
+        if self.weight_decay and self.decoupled_weight_decay:
+            ps = lists.scale(ps, 1 - self.lr * self.weight_decay)
+        elif self.weight_decay:
+            gs = lists.add(gs, ps, self.weight_decay)
+        if any(keep is not None for keep in keeps):
+            fresh = self.weight_decay and not self.decoupled_weight_decay
+            gs = lists.mask_(gs if fresh else lists.scale(gs, 1.0), keeps)
+        exp_avg = lists.mask_(lists.lerp(moments[0], gs, 1 - beta1), keeps)
+        exp_avg_sq = lists.addcmul_(lists.scale(moments[1], beta2), gs, 1 - beta2)
+        exp_avg_sq = lists.mask_(exp_avg_sq, keeps)
+        update = lists.adam_update_(
+            lists.sqrt(exp_avg_sq),
+            exp_avg,
+            correction2_sqrt,
+            self.eps,
+            self.lr / correction1,
+        )
+        new_params = lists.mask_(lists.sub(ps, update), keeps)
+        return dict(zip(keys, new_params, strict=True)), AdamState(
+            steps, dict(zip(keys, exp_avg, strict=True)), dict(zip(keys, exp_avg_sq, strict=True))
+        )
 
 
 def _nonnegative(name: str, value: object) -> float:

@@ -49,23 +49,38 @@ def _checked(
 
 
 @torch.no_grad()
+def _zero_pruned(pairs: list[tuple[Tensor, Tensor]]) -> None:
+    """Multiply each tensor by its mask, in place, in one ``_foreach`` call per dtype.
+
+    The masks are converted to the tensors' dtype first: a same-dtype product is several times
+    faster than one with a bool tensor, and the conversion costs less than the difference.
+    """
+    by_dtype: dict[tuple[torch.dtype, torch.device], list[tuple[Tensor, Tensor]]] = {}
+    for tensor, mask in pairs:
+        by_dtype.setdefault((tensor.dtype, tensor.device), []).append((tensor, mask))
+    for (dtype, _), group in by_dtype.items():
+        keeps: dict[int, Tensor] = {}  # one conversion per mask, shared by its tensors
+        for _, mask in group:
+            keeps.setdefault(id(mask), mask.to(dtype))
+        torch._foreach_mul_([t for t, _ in group], [keeps[id(m)] for _, m in group])
+
+
 def _mask_grads(params: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> None:
-    for key, mask in masks.items():
-        grad = params[key].grad
-        if grad is not None:
-            grad.mul_(mask)
+    grads = [(params[key].grad, mask) for key, mask in masks.items()]
+    _zero_pruned([(grad, mask) for grad, mask in grads if grad is not None])
 
 
-@torch.no_grad()
 def _mask_weights_and_state(
     optimizer: Optimizer, params: Mapping[str, Tensor], masks: Mapping[str, Tensor]
 ) -> None:
+    pairs = []
     for key, mask in masks.items():
         param = params[key]
-        param.mul_(mask)
+        pairs.append((param, mask))
         for name, value in optimizer.state.get(param, {}).items():
             if name != "step" and isinstance(value, Tensor) and value.shape == param.shape:
-                value.mul_(mask)
+                pairs.append((value, mask))
+    _zero_pruned(pairs)
 
 
 def masked_step(
