@@ -430,7 +430,8 @@ def _whole_slices(shard: _Shard, source: Tensor, dim: int) -> tuple[Tensor, int]
     if len(cutting) > 1:
         raise ValueError(
             f"{shard.key!r}: ln_structured needs whole slices along dim {dim}, but placements "
-            f"{layout.placements} shard it on several other dims; shard at most one other dim"
+            f"{layout.placements} cut them on more than one mesh dim; shard the other dims on "
+            "at most one mesh dim"
         )
     mesh_dim, cut = cutting[0]
     parts = layout.mesh.size(mesh_dim)

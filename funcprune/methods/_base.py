@@ -20,6 +20,7 @@ from funcprune._tensors import is_concrete
 from funcprune._value import Value
 from funcprune._value import positional as positional
 from funcprune.distributed._detect import any_dtensor
+from funcprune.methods._dense import check_dense
 from funcprune.types import Masks, Params, Scores
 
 
@@ -39,6 +40,7 @@ class Method(Value):
         check_masks(params, masks)
         scores = {} if importance_scores is None else importance_scores
         check_tensor_dict(params, scores, "importance_scores")
+        check_dense(params, masks, scores)
         return fresh_masks(self._dispatch(params, masks, scores), masks)
 
     def _dispatch(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:

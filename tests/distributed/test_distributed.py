@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("torch.distributed.tensor")
 
 import torch.distributed as dist
-from dist_cases import methods_match
+from dist_cases import large_tensors_match, methods_match
 from dist_harness import spawn
 from dist_training import (
     ddp_masks_agree,
@@ -30,6 +30,7 @@ pytestmark = pytest.mark.skipif(
 
 def _two_ranks() -> None:
     methods_match(2, 60)
+    large_tensors_match()
     fsdp_trains_like_one_process()
     pure_optimizers_match()
     ddp_masks_agree()
@@ -40,5 +41,10 @@ def test_two_ranks_match_one_process() -> None:
     spawn(2, _two_ranks)
 
 
+def _four_ranks() -> None:
+    methods_match(4, 25)
+    methods_match(4, 15, (2, 2))  # HSDP-like 2-d meshes: (Replicate|Shard, Replicate|Shard)
+
+
 def test_four_ranks_match_one_process() -> None:
-    spawn(4, methods_match, 4, 30)
+    spawn(4, _four_ranks)
