@@ -1,6 +1,6 @@
 """The shrink zoo: prune 30% of channel groups of every model, shrink, compare, count MACs.
 
-Run by hand (about an hour on 2 cores; each model in its own subprocess)::
+Run by hand (an hour or more on 2 cores)::
 
     python -m benchmarks.shrink_zoo                 # everything, writes docs/shrink_zoo.md
     python -m benchmarks.shrink_zoo resnet18 gpt2   # some models, printed only
@@ -15,9 +15,9 @@ parameters and MACs (``torch.utils.flop_counter.FlopCounterMode``, FLOPs / 2) be
 from __future__ import annotations
 
 import argparse
+import gc
 import json
-import subprocess
-import sys
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,7 +51,9 @@ def _torchvision(name: str) -> tuple[nn.Module, Callable[[int], tuple[Any, ...]]
     if name.startswith("vit_"):
         extra = {"image_size": 32 if "14" not in name else 28}
     model = torchvision.models.get_model(name, weights=None, **extra)
-    return model, lambda seed: (torch.randn(2, 3, 1, 1, generator=torch.Generator().manual_seed(seed)),)
+    return model, lambda seed: (
+        torch.randn(2, 3, 1, 1, generator=torch.Generator().manual_seed(seed)),
+    )
 
 
 def _ids(seed: int) -> tuple[Any, ...]:
@@ -67,7 +69,11 @@ def _transformers(name: str) -> tuple[nn.Module, Callable[[int], tuple[Any, ...]
         return hf.GPT2LMHeadModel(config), _ids
     if name == "bert":
         config = hf.BertConfig(
-            num_hidden_layers=2, hidden_size=128, num_attention_heads=4, intermediate_size=256, **small
+            num_hidden_layers=2,
+            hidden_size=128,
+            num_attention_heads=4,
+            intermediate_size=256,
+            **small,
         )
         return hf.BertModel(config), _ids
     config = hf.LlamaConfig(
@@ -87,7 +93,9 @@ def _timm(name: str) -> tuple[nn.Module, Callable[[int], tuple[Any, ...]]]:
 
     extra = {"img_size": 32} if "vit" in name else {}
     model = timm.create_model(name.removeprefix("timm/"), pretrained=False, **extra)
-    return model, lambda seed: (torch.randn(2, 3, 1, 1, generator=torch.Generator().manual_seed(seed)),)
+    return model, lambda seed: (
+        torch.randn(2, 3, 1, 1, generator=torch.Generator().manual_seed(seed)),
+    )
 
 
 OTHERS = ["transformers/gpt2", "transformers/bert", "transformers/llama", "timm/vit_tiny_patch16_224",
@@ -102,16 +110,22 @@ def _build(name: str) -> tuple[nn.Module, Callable[[int], tuple[Any, ...]]]:
     return _torchvision(name)
 
 
-def _image_inputs(model: nn.Module, template: Callable[[int], tuple[Any, ...]]) -> Callable[[int], tuple[Any, ...]]:
+def _image_inputs(
+    model: nn.Module, template: Callable[[int], tuple[Any, ...]]
+) -> Callable[[int], tuple[Any, ...]]:
     """The smallest size from ``SIZES`` the model runs on (images); other inputs as they are."""
     probe = template(0)
-    if not (isinstance(probe[0], torch.Tensor) and probe[0].shape[-1] == 1 and probe[0].is_floating_point()):
+    if not (
+        isinstance(probe[0], torch.Tensor)
+        and probe[0].shape[-1] == 1
+        and probe[0].is_floating_point()
+    ):
         return template
     for size in SIZES:
         try:
             with torch.no_grad():
                 model(torch.zeros(2, 3, size, size))
-        except Exception:  # noqa: BLE001, S112 - try the next size
+        except Exception:
             continue
         return lambda seed, size=size: (
             torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(seed)),
@@ -153,15 +167,17 @@ def run_one(name: str) -> dict[str, Any]:
         row["groups"] = len(groups)
         params = {k: v.detach() for k, v in model.named_parameters()}
         masks = group_structured(AMOUNT, groups)(params)
-        small = shrink(model, params, masks, example)
+        small = shrink(model, params, masks, example, groups=groups)
         with torch.no_grad():
             diff, same = _max_diff(fp.masked_call(model, params, masks, *fresh), small(*fresh))
         row["params_after"] = sum(p.numel() for p in small.parameters())
         row["macs_after"] = _macs(small, example)
         row["max_abs_diff"] = diff
         row["status"] = "OK" if same else "DIFFERENT"
-    except Exception as error:  # noqa: BLE001 - every failure is reported, exactly
-        row["status"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    except Exception as error:
+        row["status"] = (
+            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        )
     row["seconds"] = round(time.perf_counter() - start, 1)
     return row
 
@@ -199,33 +215,45 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+LAST = ("vit_h_14", "regnet_y_128gf", "vit_l_16", "vit_l_32", "regnet_y_32gf", "regnet_x_32gf",
+        "convnext_large", "efficientnet_v2_l", "regnet_y_16gf", "regnet_x_16gf", "efficientnet_b7",
+        "swin_v2_b", "swin_b", "maxvit_t", "vit_b_16", "vit_b_32", "efficientnet_v2_m",
+        "efficientnet_b6", "convnext_base", "wide_resnet101_2")  # fmt: skip
+"""The slowest models run last, so an interrupted run still covers most of the zoo."""
+
+
+def _timed(name: str, seconds: float) -> dict[str, Any]:
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"timed out after {seconds:.0f} s")
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.alarm(int(seconds))
+    try:
+        return run_one(name)
+    finally:
+        signal.alarm(0)
+
+
 def main() -> None:
-    """Run the zoo (each model in a subprocess) and write the table."""
+    """Run the zoo and write the table (after every model, so a partial run keeps its rows)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="model names (default: the whole zoo)")
-    parser.add_argument("--one", help=argparse.SUPPRESS)
-    parser.add_argument("--out", default="docs/shrink_zoo.md", help="Markdown output (whole zoo only)")
+    parser.add_argument(
+        "--out", default="docs/shrink_zoo.md", help="Markdown output (whole zoo only)"
+    )
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per model")
     args = parser.parse_args()
-    if args.one:
-        print(json.dumps(run_one(args.one)))
-        return
-    names = args.models or [*_torchvision_names(), *OTHERS]
+    names = args.models or sorted(
+        [*_torchvision_names(), *OTHERS],
+        key=lambda n: (n in LAST, LAST.index(n) if n in LAST else 0),
+    )
     rows = []
     for name in names:
-        try:
-            done = subprocess.run(
-                [sys.executable, "-m", "benchmarks.shrink_zoo", "--one", name],
-                capture_output=True, text=True, timeout=args.timeout, check=False,
-            )  # fmt: skip
-            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-            row = json.loads(lines[-1]) if lines else {"model": name, "status": f"crashed: {done.stderr.strip().splitlines()[-1:]}"}
-        except subprocess.TimeoutExpired:
-            row = {"model": name, "status": f"timed out after {args.timeout:.0f} s"}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    if not args.models:
-        Path(args.out).write_text(table(rows))
+        rows.append(_timed(name, args.timeout))
+        print(json.dumps(rows[-1]), flush=True)
+        gc.collect()
+        if not args.models:
+            Path(args.out).write_text(table(rows))
 
 
 if __name__ == "__main__":

@@ -130,6 +130,14 @@ class ChannelGroups:
         return "\n".join(lines)
 
     @functools.cached_property
+    def families(self) -> tuple[tuple[int, ...], ...]:
+        """Group numbers by layer: groups touching the same ``(key, dim)`` pairs, first-seen order."""
+        members: dict[tuple[tuple[str, int], ...], list[int]] = {}
+        for number, group in enumerate(self.groups):
+            members.setdefault(group.family, []).append(number)
+        return tuple(tuple(ids) for ids in members.values())
+
+    @functools.cached_property
     def index_maps(self) -> tuple[tuple[str, int, tuple[int, ...]], ...]:
         """Per grouped ``(key, dim)``: the group id of each index (``len(self)`` for none)."""
         sizes = dict(self.shapes)
@@ -204,26 +212,36 @@ def _shapes(book: AtomBook) -> tuple[tuple[str, tuple[int, ...]], ...]:
 
 
 def _groups(book: AtomBook, labels: np.ndarray, forbidden: set[int]) -> tuple[ChannelGroup, ...]:
+    """Components with a parameter atom and no forbidden atom, ordered by their first atom."""
     bad = np.zeros(int(labels.max()) + 1 if labels.size else 0, dtype=bool)
     bad[list(forbidden)] = True
     block_of = np.repeat(np.arange(len(book.blocks)), [b.size for b in book.blocks])
     index = np.concatenate([np.arange(b.size) for b in book.blocks]) if book.blocks else block_of
+    is_buffer = np.array([b.buffer for b in book.blocks], dtype=bool)
     keep = ~bad[labels]
     has_param = np.zeros_like(bad)
-    param_atoms = keep & ~np.array([b.buffer for b in book.blocks], dtype=bool)[block_of]
-    has_param[labels[param_atoms]] = True
-    keep &= has_param[labels]
-    atoms = np.flatnonzero(keep)
-    order = np.lexsort((index[atoms], block_of[atoms], labels[atoms]))
-    atoms = atoms[order]
-    starts = np.flatnonzero(np.diff(labels[atoms], prepend=-1))
-    groups = []
-    for members in np.split(atoms, starts[1:]):
-        slices: dict[bool, list[Slice]] = {False: [], True: []}
-        blocks = block_of[members]
-        for part in np.split(members, np.flatnonzero(np.diff(blocks)) + 1):
-            block = book.blocks[int(block_of[part[0]])]
-            slices[block.buffer].append(Slice(block.key, block.dim, tuple(index[part].tolist())))
+    has_param[labels[keep & ~is_buffer[block_of]]] = True
+    atoms = np.flatnonzero(keep & has_param[labels])
+    atoms = atoms[np.lexsort((index[atoms], block_of[atoms], labels[atoms]))]
+    groups: list[ChannelGroup] = []
+    slices: dict[bool, list[Slice]] = {False: [], True: []}
+    current: list[int] = []
+    previous = (-1, -1)
+    for label, block, i in zip(
+        labels[atoms].tolist(), block_of[atoms].tolist(), index[atoms].tolist(), strict=True
+    ):
+        if (label, block) != previous and current:
+            owner = book.blocks[previous[1]]
+            slices[owner.buffer].append(Slice(owner.key, owner.dim, tuple(current)))
+            current = []
+        if label != previous[0] and previous[0] >= 0:
+            groups.append(ChannelGroup(tuple(slices[False]), tuple(slices[True])))
+            slices = {False: [], True: []}
+        current.append(i)
+        previous = (label, block)
+    if current:
+        owner = book.blocks[previous[1]]
+        slices[owner.buffer].append(Slice(owner.key, owner.dim, tuple(current)))
         groups.append(ChannelGroup(tuple(slices[False]), tuple(slices[True])))
     return tuple(groups)
 

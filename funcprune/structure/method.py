@@ -162,10 +162,7 @@ def _alive(
 
 
 def _families(groups: ChannelGroups, device: torch.device) -> list[Tensor]:
-    members: dict[tuple[tuple[str, int], ...], list[int]] = {}
-    for index, group in enumerate(groups):
-        members.setdefault(group.family, []).append(index)
-    return [torch.tensor(ids, dtype=torch.long, device=device) for ids in members.values()]
+    return [torch.tensor(ids, dtype=torch.long, device=device) for ids in groups.families]
 
 
 def _per_family(

@@ -115,9 +115,9 @@ def _kept_indices(groups: ChannelGroups, masks: Mapping[str, Tensor]) -> Kept:
     member slice entirely pruned among the entries that stay (that would be half a channel).
     """
     sizes = dict(groups.shapes)
-    removed = _removed(groups, masks, {})
+    removed = np.flatnonzero(_dead_slices(groups, masks, {}) == _slice_counts(groups))
     drop: dict[tuple[str, int], set[int]] = {}
-    for number in removed:
+    for number in removed.tolist():
         group = groups[number]
         for s in (*group.params, *group.buffers):
             drop.setdefault((s.key, s.dim), set()).update(s.indices)
@@ -125,40 +125,51 @@ def _kept_indices(groups: ChannelGroups, masks: Mapping[str, Tensor]) -> Kept:
         (key, dim): torch.tensor(sorted(set(range(sizes[key][dim])) - lost), dtype=torch.long)
         for (key, dim), lost in drop.items()
     }
-    _removed(groups, masks, kept, removed)
+    dead = _dead_slices(groups, masks, kept)
+    dead[removed] = 0
+    partial = np.flatnonzero(dead)
+    if partial.size:
+        raise ValueError(_partial_message(groups, masks, kept, int(partial[0])))
     return kept
 
 
-def _removed(
-    groups: ChannelGroups, masks: Mapping[str, Tensor], kept: Kept, removed: list[int] | None = None
-) -> list[int]:
-    """Groups whose member slices are all dead; with ``removed`` given, check the rest are whole."""
-    alive: dict[tuple[str, int], np.ndarray] = {}
+def _slice_counts(groups: ChannelGroups) -> np.ndarray:
+    counts = np.zeros(len(groups) + 1, dtype=np.int64)
+    for _, _, ids in groups.index_maps:
+        counts[np.unique(np.asarray(ids))] += 1
+    counts[-1] = -1
+    return counts[:-1]
 
-    def is_dead(key: str, dim: int, indices: tuple[int, ...]) -> bool:
+
+def _dead_slices(groups: ChannelGroups, masks: Mapping[str, Tensor], kept: Kept) -> np.ndarray:
+    """Per group, how many of its member slices keep no entry (among the kept indices)."""
+    dead = np.zeros(len(groups) + 1, dtype=np.int64)
+    for key, dim, ids in groups.index_maps:
         if key not in masks:
-            return False
-        if (key, dim) not in alive:
-            alive[key, dim] = _alive_slices(masks[key], dim, kept, key)
-        return not bool(alive[key, dim][list(indices)].any())
-
-    gone = set(removed or ())
-    found = []
-    for number, group in enumerate(groups):
-        if number in gone:
             continue
-        status = [is_dead(s.key, s.dim, s.indices) for s in group.params]
-        if removed is None and all(status):
-            found.append(number)
-        elif removed is not None and any(status):
-            pruned = [str(s) for s, d in zip(group.params, status, strict=True) if d]
-            left = [str(s) for s, d in zip(group.params, status, strict=True) if not d]
-            raise ValueError(
-                f"masks prune channel group {number} only in part: {pruned} are entirely pruned "
-                f"but {left} are not; prune every member of a group (fp.group_structured does) "
-                "or none"
-            )
-    return found
+        gid = np.asarray(ids)
+        alive = np.bincount(
+            gid, weights=_alive_slices(masks[key], dim, kept, key), minlength=len(groups) + 1
+        )
+        present = np.bincount(gid, minlength=len(groups) + 1) > 0
+        dead += present & (alive == 0)
+    return dead[:-1]
+
+
+def _partial_message(
+    groups: ChannelGroups, masks: Mapping[str, Tensor], kept: Kept, number: int
+) -> str:
+    group = groups[number]
+    status = [
+        key in masks and not _alive_slices(masks[key], dim, kept, key)[list(indices)].any()
+        for key, dim, indices in ((s.key, s.dim, s.indices) for s in group.params)
+    ]
+    pruned = [repr(s) for s, d in zip(group.params, status, strict=True) if d]
+    left = [repr(s) for s, d in zip(group.params, status, strict=True) if not d]
+    return (
+        f"masks prune channel group {number} only in part: {pruned} are entirely pruned but "
+        f"{left} are not; prune every member of a group (fp.group_structured does) or none"
+    )
 
 
 def _sliced(tensor: Tensor, key: str, kept: Kept) -> Tensor:
@@ -183,8 +194,9 @@ def _replace(
         for name, param in list(module._parameters.items()):
             if param is not None:
                 module._parameters[name] = new_params[id(param)]
+    sliced = {key for key, _ in kept}
     for key, buffer in list(work.named_buffers()):
-        if any(k == key for k, _ in kept):
+        if key in sliced:
             owner, _, name = key.rpartition(".")
             module = work.get_submodule(owner)
             module._buffers[name] = _sliced(buffer, key, kept)

@@ -18,9 +18,16 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._NormBase) and module.running_mean is not None:
-                module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=generator))
-                module.running_var.copy_(torch.rand(module.running_var.shape, generator=generator) + 0.5)
+            if (
+                isinstance(module, nn.modules.batchnorm._NormBase)
+                and module.running_mean is not None
+            ):
+                module.running_mean.copy_(
+                    torch.randn(module.running_mean.shape, generator=generator)
+                )
+                module.running_var.copy_(
+                    torch.rand(module.running_var.shape, generator=generator) + 0.5
+                )
         for param in model.parameters():
             param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
     return model
@@ -57,7 +64,10 @@ def prune_and_shrink(
     params = {k: v.detach() for k, v in model.named_parameters()}
     masks = group_structured(amount, groups)(params)
     small = shrink(model, params, masks, inputs, groups=groups)
-    fresh = [x + 0.1 * torch.randn_like(x) if isinstance(x, Tensor) and x.is_floating_point() else x for x in inputs]
+    fresh = [
+        x + 0.1 * torch.randn_like(x) if isinstance(x, Tensor) and x.is_floating_point() else x
+        for x in inputs
+    ]
     model.eval()
     small.eval()
     with torch.no_grad():
@@ -173,7 +183,9 @@ class HeadAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         shape = (*x.shape[:-1], -1, self.head_dim)
-        q, k, v = (p(x).view(shape).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
+        q, k, v = (
+            p(x).view(shape).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj)
+        )
         y = nn.functional.scaled_dot_product_attention(q, k, v, scale=self.head_dim**-0.5)
         merged = y.transpose(1, 2).reshape(x.shape if self.fixed else (*x.shape[:-1], -1))
         return x + self.o_proj(merged)

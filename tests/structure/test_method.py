@@ -28,7 +28,10 @@ def _pruned(masks: dict[str, Tensor], groups: ChannelGroups = GROUPS) -> list[in
     """Groups all of whose slices are entirely pruned."""
     out = []
     for number, group in enumerate(groups):
-        dead = [not bool(masks[s.key].index_select(s.dim, torch.tensor(s.indices)).any()) for s in group.params]
+        dead = [
+            not bool(masks[s.key].index_select(s.dim, torch.tensor(s.indices)).any())
+            for s in group.params
+        ]
         if all(dead):
             out.append(number)
         else:
@@ -39,7 +42,10 @@ def _pruned(masks: dict[str, Tensor], groups: ChannelGroups = GROUPS) -> list[in
 def _reference(params: dict[str, Tensor], amount: float) -> list[int]:
     """Plain loops: squared L2 of every member slice, the best group of each layer protected."""
     scores = [
-        sum(float((params[s.key].index_select(s.dim, torch.tensor(s.indices)).double() ** 2).sum()) for s in g.params)
+        sum(
+            float((params[s.key].index_select(s.dim, torch.tensor(s.indices)).double() ** 2).sum())
+            for s in g.params
+        )
         for g in GROUPS
     ]
     families: dict[object, list[int]] = {}
@@ -84,9 +90,15 @@ def test_composes_with_chain_and_only() -> None:
     params = _params(4)
     method = fp.chain(group_structured(0.5, GROUPS), fp.l1_unstructured(0.2))
     masks = method(params)
-    assert _pruned({k: m | ~group_structured(0.5, GROUPS)(params)[k] | True for k, m in masks.items()}) == []
+    assert (
+        _pruned({k: m | ~group_structured(0.5, GROUPS)(params)[k] | True for k, m in masks.items()})
+        == []
+    )
     first = fp.only(group_structured(4, GROUPS), include=r"^[02]\.")(params)
-    assert len(_pruned({**{k: torch.ones(s, dtype=torch.bool) for k, s in SIZES.items()}, **first})) == 4
+    assert (
+        len(_pruned({**{k: torch.ones(s, dtype=torch.bool) for k, s in SIZES.items()}, **first}))
+        == 4
+    )
     assert all(bool(first[k].all()) for k in first if k.startswith("4."))
 
 
@@ -102,7 +114,7 @@ def test_round_to_keeps_multiples(k: int) -> None:
     masks = group_structured(0.7, GROUPS, round_to=k)(_params(6))
     pruned = _pruned(masks)
     kept_first, kept_second = 10 - sum(i < 10 for i in pruned), 6 - sum(i >= 10 for i in pruned)
-    assert kept_first % k == 0 and kept_second % k == 0 or kept_second == 6
+    assert (kept_first % k == 0 and kept_second % k == 0) or kept_second == 6
     assert kept_first >= 10 - round(0.7 * 14)
 
 

@@ -29,7 +29,9 @@ def _tokens(shape: tuple[int, ...], high: int = 20) -> torch.Tensor:
     return torch.randint(0, high, shape, generator=torch.Generator().manual_seed(1))
 
 
-def _group_with(groups: ChannelGroups, key: str, dim: int, index: int) -> dict[tuple[str, int], tuple[int, ...]]:
+def _group_with(
+    groups: ChannelGroups, key: str, dim: int, index: int
+) -> dict[tuple[str, int], tuple[int, ...]]:
     for group in groups:
         for s in group.params:
             if (s.key, s.dim) == (key, dim) and index in s.indices:
@@ -96,7 +98,11 @@ def test_grouped_convs_and_group_norm_prune_whole_groups() -> None:
     assert _group_with(groups, "up.weight", 1, 0)[("norm.weight", 0)] == (0, 1)
     _, small, _, _ = prune_and_shrink(randomize(Grouped()), (_image(3, 5),), 0.5)
     assert small.grouped.in_channels == small.grouped.out_channels == 2 * small.grouped.groups
-    assert small.depthwise.out_channels == 2 * small.depthwise.groups == 2 * small.depthwise.in_channels
+    assert (
+        small.depthwise.out_channels
+        == 2 * small.depthwise.groups
+        == 2 * small.depthwise.in_channels
+    )
     assert small.norm.num_channels == 2 * small.norm.num_groups == small.up.out_channels
     assert small.prelu.num_parameters == small.depthwise.out_channels
 
@@ -122,7 +128,11 @@ def test_attention_prunes_whole_heads(build: type[nn.Module]) -> None:
             assert rows["q_proj.weight"] == rows["k_proj.weight"] == rows["v_proj.weight"] == q_rows
             assert columns["o_proj.weight"] == q_rows
         else:
-            assert rows["qkv.weight"] == (*q_rows, *(i + 12 for i in q_rows), *(i + 24 for i in q_rows))
+            assert rows["qkv.weight"] == (
+                *q_rows,
+                *(i + 12 for i in q_rows),
+                *(i + 24 for i in q_rows),
+            )
             assert columns["out.weight"] == q_rows
     _, small, _, _ = prune_and_shrink(model, (torch.randn(2, 5, 12),), 1)
     first = small.q_proj if build is HeadAttention else small.qkv
