@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 
 import pytest
@@ -67,19 +68,37 @@ def test_meta_tensors_still_get_shape_errors() -> None:
 def _python_keys(seed: int, key: str, n: int) -> list[int]:
     """The documented hash, in plain Python integers (wrapping at 64 bits)."""
     mask = (1 << 64) - 1
+    golden = 0x9E3779B97F4A7C15
 
     def finalize(z: int) -> int:
         z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
         return z ^ (z >> 31)
 
-    start = finalize((seed * 0x9E3779B97F4A7C15 + zlib.crc32(key.encode())) & mask)
-    return [finalize((i * 0x9E3779B97F4A7C15 + start) & mask) >> 33 for i in range(n)]
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    start = finalize((seed * golden + int.from_bytes(digest, "little")) & mask)
+    return [finalize(((i ^ start) * golden) & mask) >> 33 for i in range(n)]
 
 
 @given(seed=st.integers(0, 2**62), key=st.text(max_size=12), n=st.integers(0, 40))
 def test_random_keys_are_the_documented_counter_hash(seed: int, key: str, n: int) -> None:
     assert random_keys(seed, key, n, torch.device("cpu")).tolist() == _python_keys(seed, key, n)
+
+
+def test_keys_with_equal_crc32_get_independent_streams() -> None:
+    assert zlib.crc32(b"plumless") == zlib.crc32(b"buckeroo")  # the collision of issue 10
+    params = {"plumless": torch.zeros(64), "buckeroo": torch.zeros(64)}
+    for method in (fp.random_unstructured(0.5), fp.global_unstructured(0.5, scores="random")):
+        masks = method(params)
+        assert not torch.equal(masks["plumless"], masks["buckeroo"])
+
+
+def test_surrogate_keys_get_their_own_stream() -> None:
+    a, b = "w\udc80", "w\udc81"  # lone surrogates: not encodable as strict UTF-8
+    params = {a: torch.zeros(64), b: torch.zeros(64)}
+    masks = fp.random_unstructured(0.5, seed=1)(params)
+    assert not torch.equal(masks[a], masks[b])
+    assert torch.equal(masks[a], fp.random_unstructured(0.5, seed=1)(params)[a])
 
 
 def test_random_masks_do_not_depend_on_threads_or_the_global_rng() -> None:

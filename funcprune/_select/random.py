@@ -1,13 +1,14 @@
 """Counter-based random keys: a hash of (seed, parameter key, flat index), never the global RNG.
 
 The same seed and key give the same keys on every run, thread count and device, and the keys do
-not depend on the amount, so random masks are nested across amounts. Each ``(seed, key)`` starts
-its own stream at ``mix(seed * golden + blake2b64(key))``, computed in Python when the method is
-called (a constant under ``torch.compile``); entry ``i`` hashes ``mix(i * golden + start)`` in
-wrapping int64 arithmetic, where ``mix`` is SplitMix64's finalizer. The top 31 bits become an int32
-key for :func:`funcprune._select.prune_smallest`. The key hash takes 64 bits of BLAKE2b of the
-key's UTF-8 bytes (lone surrogates included), so two parameter names share a stream only by a
-64-bit collision.
+not depend on the amount, so random masks are nested across amounts. Each ``(seed, key)`` has its
+own stream ``start = mix(seed * golden + blake2b64(key))``, computed in plain Python (a constant
+under ``torch.compile``); flat index ``i`` gets ``mix((i ^ start) * golden)`` in wrapping int64
+arithmetic, where ``mix`` is SplitMix64's finalizer, and its top 31 bits become an int32 key for
+:func:`funcprune._select.prune_smallest`. The key hash is 64 bits of BLAKE2b of the key's UTF-8
+bytes (lone surrogates included), so two parameter names share a stream only by a 64-bit
+collision. The index enters through ``^`` rather than ``+``, so inductor cannot fold it into an
+affine index expression (whose int64 overflow it miscompiles).
 
 >>> import torch
 >>> a = random_keys(0, "w", 5, torch.device("cpu"))
@@ -18,7 +19,8 @@ key's UTF-8 bytes (lone surrogates included), so two parameter names share a str
 from __future__ import annotations
 
 import hashlib
-from typing import TypeVar
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 import torch
 from torch import Tensor
@@ -65,6 +67,15 @@ def key_hash(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
+_Fn = TypeVar("_Fn", bound=Callable[..., object])
+
+
+def _folded_when_traced(fn: _Fn) -> _Fn:
+    """Mark ``fn``, a pure function of constants, to run once while ``torch.compile`` traces."""
+    return cast(_Fn, torch.compiler.assume_constant_result(fn))  # type: ignore[no-untyped-call]
+
+
+@_folded_when_traced
 def stream_offset(seed: int, key: str) -> int:
     """The int64 start of the counter stream for ``(seed, key)``, in plain Python.
 
@@ -87,5 +98,5 @@ def random_keys_at(seed: int, key: str, indices: Tensor) -> Tensor:
     >>> bool(torch.equal(random_keys_at(0, "w", torch.tensor([4, 1])), keys[[4, 1]]))
     True
     """
-    hashed = _finalize(indices * _signed(_GOLDEN) + stream_offset(seed, key))
+    hashed = _finalize((indices ^ stream_offset(seed, key)) * _signed(_GOLDEN))
     return _shr(hashed, 33).to(torch.int32)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parameters_to_vector
 
-from funcprune.compat._hooks import BasePruningMethod, PruningContainer, pruning_hooks
+from funcprune.compat._hooks import BasePruningMethod, PruningContainer, Snapshot, pruning_hooks
 from funcprune.compat._methods import (
     CustomFromMask,
     Identity,
@@ -138,7 +138,8 @@ def global_unstructured(
 
     ``pruning_method`` is a class (``L1Unstructured``, ``RandomUnstructured`` or a user subclass
     with ``PRUNING_TYPE = "unstructured"``) built with ``**kwargs``. Its mask over the concatenated
-    unpruned entries is then installed on each tensor with :class:`CustomFromMask`.
+    unpruned entries is then installed on each tensor with :class:`CustomFromMask`. Unlike torch,
+    a failure on one tensor leaves every module as it was.
 
     Raises:
         TypeError: ``parameters`` not iterable, ``importance_scores`` not a dict, or a method
@@ -179,12 +180,31 @@ def global_unstructured(
             f"Found method {pruning_method} of type {method.PRUNING_TYPE}"
         )
     container.add_pruning_method(method)
-    final = container.compute_mask(flat_scores, flat_masks)
+    _install_all(pairs, container.compute_mask(flat_scores, flat_masks))
+
+
+def _install_all(pairs: list[tuple[nn.Module, str]], final: Tensor) -> None:
+    """Install each tensor's slice of the flat mask ``final`` with :class:`CustomFromMask`.
+
+    All or nothing: if one tensor fails (a buffer, say), every module is put back as it was.
+    """
+    snapshots = [Snapshot.take(module, owner=_container_of(module, name)) for module, name in pairs]
     start = 0
-    for module, name in pairs:
-        param = getattr(module, name)
-        CustomFromMask.apply(module, name, final[start : start + param.numel()].view_as(param))
-        start += param.numel()
+    try:
+        for module, name in pairs:
+            param = getattr(module, name)
+            CustomFromMask.apply(module, name, final[start : start + param.numel()].view_as(param))
+            start += param.numel()
+    except BaseException:
+        for snapshot in reversed(snapshots):
+            snapshot.restore()
+        raise
+
+
+def _container_of(module: nn.Module, name: str) -> PruningContainer | None:
+    """The container of methods already pruning ``module.<name>``, if any (it will grow)."""
+    hooks = [hook for _, hook in pruning_hooks(module) if hook._tensor_name == name]
+    return next((hook for hook in hooks if isinstance(hook, PruningContainer)), None)
 
 
 def remove(module: nn.Module, name: str) -> nn.Module:

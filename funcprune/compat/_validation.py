@@ -10,6 +10,7 @@ larger than the tensor, ``IndexError`` for a dim out of range).
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
@@ -31,9 +32,12 @@ def _canonical(amount: TorchAmount) -> int | float:
 def _validate_pruning_amount_init(amount: object) -> None:
     """Check an amount when a method is built: a real number, a fraction in [0, 1] or a count >= 0.
 
+    A NaN passes, as in torch (its range check compares), and fails when the count is computed
+    (:func:`_compute_nparams_toprune`), after the structured checks: the error types stay torch's.
+
     Raises:
         TypeError: ``amount`` is not a real number (a tensor or a string, say), as in torch.
-        ValueError: a float outside [0, 1] or NaN, or a negative int.
+        ValueError: a float outside [0, 1], or a negative int.
 
     >>> _validate_pruning_amount_init(1.5)
     Traceback (most recent call last):
@@ -45,7 +49,8 @@ def _validate_pruning_amount_init(amount: object) -> None:
             f"Invalid type for amount: {amount!r}. Must be int or float (funcprune.compat, like "
             "torch.nn.utils.prune, takes Python numbers; the pure API also takes 0-d tensors)."
         )
-    check_amount(_canonical(amount))  # type: ignore[arg-type]
+    if isinstance(amount, numbers.Integral) or not math.isnan(float(amount)):
+        check_amount(_canonical(amount))  # type: ignore[arg-type]
 
 
 def count_to_prune(
@@ -56,7 +61,8 @@ def count_to_prune(
     >>> count_to_prune(3, 4), count_to_prune(0.5, 5)
     (3, 2)
     """
-    return int(units_to_prune(_canonical(amount), torch.tensor(size), key=key, unit=unit))
+    count = _compute_nparams_toprune(amount, size)
+    return int(units_to_prune(count, torch.tensor(size), key=key, unit=unit, known=size))
 
 
 def _validate_pruning_amount(amount: TorchAmount, tensor_size: int) -> None:
@@ -72,14 +78,24 @@ def _validate_pruning_amount(amount: TorchAmount, tensor_size: int) -> None:
 
 
 def _compute_nparams_toprune(amount: TorchAmount, tensor_size: int) -> int:
-    """The number of units to prune: an int as is, a fraction rounded half-to-even.
+    """The number of units to prune: an int as is, else ``round(amount * tensor_size)``.
+
+    The product is taken in the amount's own type, as torch does: ``np.float32(0.7)`` of 45 is
+    ``np.float32(31.5)``, which rounds (half-to-even) to 32, where the float ``0.7`` gives 31.
+    ``Fraction`` amounts are exact. A NaN amount raises ``ValueError``, as torch's ``round`` does.
 
     >>> _compute_nparams_toprune(7, 10), _compute_nparams_toprune(0.35, 10)
     (7, 4)
     """
     if isinstance(amount, numbers.Integral):
         return int(amount)
-    return count_to_prune(amount, tensor_size)
+    product = amount * tensor_size
+    if math.isnan(product):
+        raise ValueError(
+            f"amount={amount} is NaN, which is no number of units to prune; "
+            "pass a float in [0, 1] or a non-negative int"
+        )
+    return round(float(product))  # exact: float64 holds every float32 or float16 product
 
 
 def _validate_structured_pruning(t: Tensor) -> None:
@@ -130,13 +146,15 @@ def _compute_norm(t: Tensor, n: Norm, dim: int) -> Tensor:
     _validate_pruning_dim(t, dim)
     channel = dim % t.dim()
     others = [d for d in range(t.dim()) if d != channel]
-    if not _TORCH_SPLITS_NORMS:
-        norms: Tensor = torch.norm(t, p=n, dim=others)
-        return norms
+    norms: Tensor
     matrix = len(others) == 2
-    if n == "nuc" or (n == "fro" and matrix):
-        return torch.linalg.matrix_norm(t, ord=n, dim=others if matrix else (-2, -1))
-    return torch.linalg.vector_norm(t, ord=2 if n == "fro" else n, dim=others)  # type: ignore[arg-type]
+    if not _TORCH_SPLITS_NORMS:
+        norms = torch.norm(t, p=n, dim=others)
+    elif n == "nuc" or (n == "fro" and matrix):
+        norms = torch.linalg.matrix_norm(t, ord=n, dim=others if matrix else (-2, -1))
+    else:
+        norms = torch.linalg.vector_norm(t, ord=2 if n == "fro" else n, dim=others)
+    return norms
 
 
 __all__ = [

@@ -39,11 +39,14 @@ def check_amount(amount: object) -> Amount:
     if isinstance(amount, bool):
         raise TypeError(f"amount={amount!r} is a bool; expected {_ALLOWED}")
     if isinstance(amount, Tensor):
-        if amount.dim() != 0 or not amount.is_floating_point():
+        if amount.dim() != 0 or not amount.is_floating_point() or amount.layout != torch.strided:
             raise TypeError(
-                f"amount is a tensor of shape {tuple(amount.shape)} and dtype {amount.dtype}; "
-                f"expected {_ALLOWED} (use an int for a count)"
+                f"amount is a tensor of shape {tuple(amount.shape)}, dtype {amount.dtype} and "
+                f"layout {amount.layout}; expected {_ALLOWED} (use an int for a count)"
             )
+        amount = (
+            amount.detach().clone()
+        )  # a snapshot: later edits to the caller's tensor are not seen
         if is_concrete(amount):
             _check_fraction(float(amount))
         return amount
@@ -62,20 +65,28 @@ def _check_fraction(value: float) -> None:
         raise ValueError(f"amount={value} is not a fraction in [0, 1]; expected {_ALLOWED}")
 
 
-def units_to_prune(amount: Amount, remaining: Tensor, *, key: str, unit: str) -> Tensor:
+def units_to_prune(
+    amount: Amount, remaining: Tensor, *, key: str, unit: str, known: int | None = None
+) -> Tensor:
     """How many of ``remaining`` units to prune, as a 0-d int64 tensor (vmap- and compile-safe).
 
     Fractions round half-to-even in float64, exactly as Python's ``round(amount * remaining)``.
-    Tensor fractions are clamped to [0, 1] when they cannot be checked eagerly (under ``vmap``).
+    A tensor fraction whose value could not be checked when the method was built (under ``vmap``
+    or ``torch.compile``) is clamped instead: NaN and values below 0 prune nothing, values above 1
+    (``inf`` included) prune everything. An int count is checked against the remaining units
+    whenever that number is known: from shapes alone (``known``, so also under ``vmap`` and
+    ``compile``), or from readable masks; against traced or batched masks it is clamped.
 
     Args:
         amount: a value accepted by :func:`check_amount`.
         remaining: 0-d integer tensor, the number of units still unpruned.
-        key: the parameter name, for error messages (``"<global>"`` for global methods).
+        key: the parameter name, for error messages (``"<all parameters>"`` for global methods).
         unit: what a unit is (``"entries"`` or ``"slices along dim 0"``), for error messages.
+        known: ``remaining`` as a Python int when it follows from shapes (no incoming masks).
 
     Raises:
         ValueError: an int count larger than the remaining units.
+        TypeError: a ``meta`` tensor amount for parameters that hold values.
 
     >>> import torch
     >>> int(units_to_prune(0.7, torch.tensor(10), key="w", unit="entries"))
@@ -83,13 +94,24 @@ def units_to_prune(amount: Amount, remaining: Tensor, *, key: str, unit: str) ->
     """
     remaining = remaining.to(torch.int64)
     if isinstance(amount, int):
-        left = concrete_int(remaining)
+        left = concrete_int(remaining) if known is None else known
         if left is not None and amount > left:
             raise ValueError(
                 f"{key!r}: amount={amount} asks to prune {amount} {unit} but only {left} remain "
                 f"unpruned; pass a count <= {left} or a fraction"
             )
         return torch.minimum(torch.full_like(remaining, amount), remaining)
-    fraction = amount.to(torch.float64) if isinstance(amount, Tensor) else amount
+    fraction = _tensor_fraction(amount, remaining, key) if isinstance(amount, Tensor) else amount
     count = torch.round(remaining.to(torch.float64) * fraction).to(torch.int64)
     return torch.minimum(count.clamp(min=0), remaining)
+
+
+def _tensor_fraction(amount: Tensor, remaining: Tensor, key: str) -> Tensor:
+    """A tensor amount on ``remaining``'s device in float64, NaN as 0, clamped to [0, 1]."""
+    if amount.device.type == "meta" and remaining.device.type != "meta":
+        raise TypeError(
+            f"{key!r}: amount is a meta tensor, which holds no value, but the parameter is on "
+            f"{remaining.device}; pass the amount as a float or a tensor on a real device"
+        )
+    fraction = amount.to(device=remaining.device, dtype=torch.float64)
+    return torch.nan_to_num(fraction, nan=0.0).clamp(0.0, 1.0)

@@ -26,19 +26,24 @@ def unit_count(param: Tensor, survivors: Tensor | None) -> Tensor:
 
 def entry_count(key: str, param: Tensor, survivors: Tensor | None, amount: Amount) -> Tensor:
     """How many of the surviving entries ``amount`` prunes."""
-    return units_to_prune(amount, unit_count(param, survivors), key=key, unit="entries")
+    known = param.numel() if survivors is None else None
+    remaining = unit_count(param, survivors)
+    return units_to_prune(amount, remaining, key=key, unit="entries", known=known)
 
 
 def score_source(key: str, default: Tensor, score: Tensor | None, method: str) -> Tensor:
     """The tensor a magnitude or norm is taken of: ``score`` when given, else ``default``; floating.
 
+    It is detached: masks are never differentiable, so a Parameter (``requires_grad``) is ranked
+    by its values, and the kernels may compute in place.
+
     >>> import torch
-    >>> score_source("w", torch.ones(2), None, "l1_unstructured")
+    >>> score_source("w", torch.ones(2, requires_grad=True), None, "l1_unstructured")
     tensor([1., 1.])
     """
     source = default if score is None else score
     check_floating(key, source, "parameter" if score is None else "importance score", method)
-    return source
+    return source.detach()
 
 
 def current(param: Tensor, survivors: Tensor | None) -> Tensor:
@@ -64,11 +69,14 @@ def prune_slices(
     dim: int,
 ) -> Tensor:
     others = tuple(d for d in range(param.dim()) if d != dim)
-    alive = None if survivors is None else survivors.any(dim=others)
-    remaining = (
-        torch.tensor(param.shape[dim], device=param.device) if alive is None else alive.sum()
-    )
-    count = units_to_prune(amount, remaining, key=key, unit=f"slices along dim {dim}")
+    # A slice survives unless entirely pruned; an empty slice (another dim of size 0) has nothing
+    # pruned, so it survives whatever the masks say, as without them.
+    empty = param.numel() == 0
+    alive = None if survivors is None or empty else survivors.any(dim=others)
+    size = param.shape[dim]
+    remaining = torch.tensor(size, device=param.device) if alive is None else alive.sum()
+    known = size if alive is None else None
+    count = units_to_prune(amount, remaining, key=key, unit=f"slices along dim {dim}", known=known)
     kept = prune_smallest([channel_keys], [alive], count)[0]
     view = [1] * param.dim()
     view[dim] = param.shape[dim]

@@ -84,15 +84,28 @@ class LnStructured(PerKeyMethod):
         return prune_slices(key, param, survivors, order_keys(norms), self.amount, dim)
 
 
+def _float_or_none(n: numbers.Real) -> float | None:
+    """``float(n)``, or ``None`` for NaN and for numbers beyond the float range."""
+    try:
+        value = float(n)
+    except OverflowError:
+        return None
+    return None if math.isnan(value) else value
+
+
 def _check_norm(n: object) -> Norm:
+    """A norm order: ``'fro'``, ``'nuc'``, an int in the int64 range, or a float (``±inf`` too)."""
     if n == "fro" or n == "nuc":
         return n
-    if isinstance(n, bool) or not isinstance(n, numbers.Real) or math.isnan(float(n)):
+    value = None
+    if not isinstance(n, bool) and isinstance(n, numbers.Real):
+        value = _float_or_none(n)
+    if value is None:
         raise ValueError(
-            f"n={n!r} is not a norm order; allowed: an int or float (inf and -inf included), "
-            "'fro' or 'nuc' (as torch.norm's p)"
+            f"n={n!r} is not a norm order; allowed: an int or float within the float range "
+            "(inf and -inf included, math.inf for the max norm), 'fro' or 'nuc' (as torch.norm's p)"
         )
-    return n if isinstance(n, int) else float(n)
+    return int(n) if isinstance(n, numbers.Integral) and abs(int(n)) < 2**63 else value
 
 
 def random_structured(amount: Amount, *, dim: int, seed: int = 0) -> RandomStructured:

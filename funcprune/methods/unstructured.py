@@ -117,7 +117,12 @@ class GlobalUnstructured(Method):
             (unit_count(p, s) for p, s in zip(params.values(), survivors, strict=True)),
             start=torch.tensor(0),
         )
-        count = units_to_prune(self.amount, remaining, key="<all parameters>", unit="entries")
+        known = (
+            sum(p.numel() for p in params.values()) if all(s is None for s in survivors) else None
+        )
+        count = units_to_prune(
+            self.amount, remaining, key="<all parameters>", unit="entries", known=known
+        )
         if self.scores == "random":
             keys = [
                 random_keys(self.seed, k, p.numel(), p.device).reshape(p.shape)
@@ -169,16 +174,15 @@ def l1_unstructured(amount: Amount) -> L1Unstructured:
 def custom_from_mask(masks: Mapping[str, Tensor]) -> CustomFromMask:
     """Prune what the given masks prune (nonzero keeps), on top of the incoming masks.
 
-    Keys not in ``masks`` are left as they are. Applying it twice changes nothing more.
+    Keys not in ``masks`` are left as they are. Applying it twice changes nothing more. The masks
+    are copied when the method is built: later edits to the caller's tensors do not change it.
 
     >>> import torch, funcprune as fp
     >>> fp.custom_from_mask({"b": torch.tensor([1, 0, 1])})({"b": torch.zeros(3)})["b"]
     tensor([ True, False,  True])
     """
     check_tensor_mapping("custom_from_mask: masks", masks)
-    items = tuple(
-        (key, mask if mask.dtype == torch.bool else mask != 0) for key, mask in masks.items()
-    )
+    items = tuple((key, mask.detach() != 0) for key, mask in masks.items())  # fresh copies
     return CustomFromMask(items)
 
 
