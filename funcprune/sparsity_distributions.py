@@ -18,8 +18,10 @@ the earlier key), so every key is within one entry of its ideal count.
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
+from typing import NamedTuple
 
 from funcprune._checks import check_fraction, check_params
 from funcprune.types import Params
@@ -41,16 +43,17 @@ def _target_count(sparsity: float, sizes: dict[str, int]) -> int:
     return round(float(sparsity) * sum(sizes.values()))
 
 
-def _allocate(ideal: dict[str, Fraction], total: int) -> dict[str, int]:
-    """Integer counts summing to ``total``: floors, then one more for the largest remainders.
+def _allocate(numerators: dict[str, int], denominator: int, total: int) -> dict[str, int]:
+    """Integer counts summing to ``total`` for ideal counts ``numerator / denominator``: floors,
+    then one more for the largest remainders (exact integer arithmetic throughout).
 
     With ``floor(sum(ideal)) <= total <= ceil(sum(ideal))`` the shortfall is at most the number of
     keys with a positive remainder, so no key gets more than ``ceil(ideal)`` (never more than its
     size).
     """
-    counts = {key: math.floor(x) for key, x in ideal.items()}
+    counts = {key: x // denominator for key, x in numerators.items()}
     # sorted() is stable: equal remainders go to the earlier key
-    order = sorted(ideal, key=lambda key: ideal[key] - counts[key], reverse=True)
+    order = sorted(numerators, key=lambda key: numerators[key] % denominator, reverse=True)
     for key in order[: total - sum(counts.values())]:
         counts[key] += 1
     return counts
@@ -72,14 +75,58 @@ def uniform(params: Params, sparsity: float) -> dict[str, int]:
     """
     target = _check_sparsity(sparsity)
     sizes = _sizes(params)
-    ideal = {key: target * n for key, n in sizes.items()}
-    return _allocate(ideal, _target_count(sparsity, sizes))
+    numerators = {key: target.numerator * n for key, n in sizes.items()}
+    return _allocate(numerators, target.denominator, _target_count(sparsity, sizes))
 
 
-def _erk_weight(shape: tuple[int, ...]) -> Fraction:
-    """RigL's ERK factor ``sum(shape) / prod(shape)`` (a 0-d parameter counts as shape ``(1,)``)."""
-    dims = shape or (1,)
-    return Fraction(sum(dims), math.prod(dims))
+class _Erk(NamedTuple):
+    """ERK's solution: the keys made dense and ``eps`` as ``eps_numerator / eps_denominator``;
+    a sparse key of shape ``dims`` keeps ``eps * sum(dims)`` entries."""
+
+    dense: set[str]
+    eps_numerator: int
+    eps_denominator: int
+    dims: dict[str, tuple[int, int]]
+
+
+def _solve_erk(target: Fraction, params: Params) -> _Erk:
+    """Visit the ERK factors ``sum(dims) / prod(dims)`` once, largest first: while the largest
+    would give a density above 1, make its keys dense; ``eps`` from running integer sums.
+
+    Everything is integer arithmetic (``target = a / b``), so 10,000 keys take milliseconds.
+    """
+    a, b = target.numerator, target.denominator
+    dims = {
+        key: (sum(p.shape or (1,)), math.prod(p.shape or (1,)))
+        for key, p in params.items()
+        if p.numel() > 0
+    }
+
+    def larger_first(x: str, y: str) -> int:
+        (sx, px), (sy, py) = dims[x], dims[y]
+        return sy * px - sx * py
+
+    order = sorted(dims, key=functools.cmp_to_key(larger_first))
+    rest_size = sum(p for _, p in dims.values())
+    rest_weight = sum(s for s, _ in dims.values())
+    dense_size = 0
+    dense: set[str] = set()
+    start = 0
+    while start < len(order):
+        top_s, top_p = dims[order[start]]
+        end = start
+        while end < len(order) and larger_first(order[start], order[end]) == 0:
+            end += 1
+        kept = rest_size * (b - a) - dense_size * a  # eps = kept / (b * rest_weight)
+        if kept * top_s <= b * rest_weight * top_p:  # eps * factor <= 1: no density above 1
+            return _Erk(dense, kept, b * rest_weight, dims)
+        for key in order[start:end]:
+            dense.add(key)
+            rest_size -= dims[key][1]
+            dense_size += dims[key][1]
+            rest_weight -= dims[key][0]
+        start = end
+    return _Erk(dense, 0, 1, dims)
 
 
 def erk_densities(params: Params, sparsity: float) -> dict[str, Fraction]:
@@ -95,24 +142,13 @@ def erk_densities(params: Params, sparsity: float) -> dict[str, Fraction]:
     >>> d["a"] / d["b"] == (8 / 16) / (16 / 64)  # ratio of sum/prod factors
     True
     """
-    target = _check_sparsity(sparsity)
     check_params(params)
-    shapes = {key: tuple(p.shape) for key, p in params.items() if p.numel() > 0}
-    sizes = {key: math.prod(shape) for key, shape in shapes.items()}
-    factors = {key: _erk_weight(shape) for key, shape in shapes.items()}
-    dense: set[str] = set()
-    eps = Fraction(0)
-    while len(dense) < len(shapes):
-        rest = [key for key in shapes if key not in dense]
-        kept = sum((sizes[k] * (1 - target) for k in rest), Fraction(0))
-        kept -= sum((sizes[k] * target for k in dense), Fraction(0))
-        eps = kept / sum(factors[k] * sizes[k] for k in rest)
-        top = max(factors[k] for k in rest)
-        if eps * top <= 1:
-            break
-        dense |= {k for k in rest if factors[k] == top}
+    solved = _solve_erk(_check_sparsity(sparsity), params)
+    eps = Fraction(solved.eps_numerator, solved.eps_denominator)
     return {
-        key: Fraction(1) if key in dense or key not in shapes else eps * factors[key]
+        key: Fraction(1)
+        if key in solved.dense or key not in solved.dims
+        else eps * Fraction(*solved.dims[key])
         for key in params
     }
 
@@ -134,10 +170,16 @@ def erk(params: Params, sparsity: float) -> dict[str, int]:
     >>> counts, sum(counts.values()) == round(0.8 * (432 + 640))
     ({'conv': 378, 'fc': 480}, True)
     """
+    target = _check_sparsity(sparsity)
     sizes = _sizes(params)
-    densities = erk_densities(params, sparsity)
-    ideal = {key: n * (1 - densities[key]) for key, n in sizes.items()}
-    return _allocate(ideal, _target_count(sparsity, sizes))
+    solved = _solve_erk(target, params)
+    numerators = {  # pruned = size - eps * sum(dims); dense and empty keys prune nothing
+        key: 0
+        if key in solved.dense or key not in solved.dims
+        else n * solved.eps_denominator - solved.eps_numerator * solved.dims[key][0]
+        for key, n in sizes.items()
+    }
+    return _allocate(numerators, solved.eps_denominator, _target_count(sparsity, sizes))
 
 
 __all__ = ["erk", "erk_densities", "uniform"]
