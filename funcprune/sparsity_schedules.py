@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from funcprune._checks import check_fraction
+from funcprune._tensors import is_concrete
 from funcprune._value import Value, positional_metadata
 
 
@@ -211,8 +212,14 @@ _SPARSITY = "a sparsity: a float in [0, 1] or a 0-d tensor"
 
 
 def _sparsity(name: str, value: object) -> Tensor | float:
-    """A sparsity: a 0-d tensor (unchecked: it may be batched or traced) or a float in [0, 1]."""
+    """A sparsity: a float in [0, 1] or a 0-d tensor, checked like a float when it is readable.
+
+    Under ``vmap`` or ``torch.compile`` a tensor cannot be read and passes unchecked; a NaN then
+    reaches the method, which prunes nothing for it (the amount rule for unreadable values).
+    """
     if isinstance(value, Tensor):
+        if value.dim() == 0 and is_concrete(value):
+            check_fraction(name, float(value), what="sparsity", allowed=_SPARSITY)
         return value
     return check_fraction(name, value, what="sparsity", allowed=_SPARSITY)
 

@@ -128,6 +128,19 @@ def test_a_count_above_batched_survivors_is_clamped_under_vmap() -> None:
         fp.l1_unstructured(3)(params, {"w": survivors[1]})
 
 
+def test_fraction_of_remaining_checks_readable_tensors_like_floats() -> None:
+    for bad in (math.nan, 1.5, -0.1):
+        with pytest.raises(ValueError, match="must be a sparsity"):
+            fp.fraction_of_remaining(torch.tensor(bad), 0.5)
+        with pytest.raises(ValueError, match="must be a sparsity"):
+            fp.fraction_of_remaining(0.5, torch.tensor(bad))
+    params = {"w": torch.randn(8)}
+    swept = vmap(lambda t: fp.l1_unstructured(fp.fraction_of_remaining(t, 0.5))(params))(
+        torch.tensor([math.nan, 0.75])
+    )["w"]
+    assert swept.sum(1).tolist() == [8, 4]  # unreadable NaN prunes nothing; 0.5 of 8 remaining
+
+
 # -- Parameters (requires_grad) work directly ------------------------------------------------
 
 
