@@ -1,4 +1,8 @@
-"""Hypothesis profiles: ``ci`` (default; >= 200 examples, fixed seed) and ``thorough`` (thousands).
+"""Hypothesis profiles: ``ci`` (default; fixed seed) and ``thorough`` (random seeds).
+
+``max_examples`` is a ceiling, not a promise: hypothesis stops earlier when a strategy runs out of
+distinct inputs or when a test sets its own ``max_examples``. ``ci`` runs at most 200 examples per
+test, ``thorough`` at most 5000.
 
 Pick one with ``HYPOTHESIS_PROFILE=thorough ./run test``.
 """

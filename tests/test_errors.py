@@ -1,4 +1,4 @@
-"""Bad input gets a clear ValueError/TypeError/KeyError naming the key; nothing is ever mutated."""
+"""Bad input gets a clear ValueError/TypeError naming every offending key; nothing is ever mutated."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def test_dict_errors_list_every_offending_key() -> None:
     params = {"a": torch.randn(2, 2), "b": torch.randn(3)}
     method = fp.l1_unstructured(0.5)
     with pytest.raises(
-        KeyError, match=re.escape("masks has keys that are not parameters: ['x', 'y']")
+        ValueError, match=re.escape("masks has keys that are not parameters: ['x', 'y']")
     ):
         method(params, {"x": torch.ones(1, dtype=torch.bool), "y": torch.ones(1, dtype=torch.bool)})
     with pytest.raises(
@@ -111,7 +111,7 @@ def test_dict_errors_list_every_offending_key() -> None:
     ):
         method(params, importance_scores={"a": torch.randn(4), "b": torch.randn(2)})
     with pytest.raises(
-        KeyError, match=r"importance_scores has keys that are not parameters: \['c'\]"
+        ValueError, match=r"importance_scores has keys that are not parameters: \['c'\]"
     ):
         method(params, importance_scores={"c": torch.randn(1)})
     with pytest.raises(
@@ -123,10 +123,10 @@ def test_dict_errors_list_every_offending_key() -> None:
     with pytest.raises(TypeError, match=r"'b' \(list\)"):
         method({"a": torch.ones(2), "b": [1.0]})  # type: ignore[dict-item]
     with pytest.raises(
-        KeyError, match=r"custom_from_mask's masks has keys that are not parameters: \['z'\]"
+        ValueError, match=r"custom_from_mask's masks has keys that are not parameters: \['z'\]"
     ):
         fp.custom_from_mask({"z": torch.ones(2)})(params)
-    with pytest.raises(KeyError, match=r"masks has keys that are not parameters: \['q'\]"):
+    with pytest.raises(ValueError, match=r"masks has keys that are not parameters: \['q'\]"):
         fp.apply_masks(params, {"q": torch.ones(1, dtype=torch.bool)})
 
 
@@ -186,3 +186,72 @@ def test_no_input_is_mutated(method: fp.PruningMethod, seed: int) -> None:
     assert [t._version for t in after] == versions
     assert (params, masks, scores) == dicts
     assert all(r is not p for r in result.values() for p in params.values())
+
+
+def test_a_key_that_does_not_match_the_params_is_a_value_error() -> None:
+    """The convention of docs/semantics.md: a ValueError (also a KeyError, as before) listing all."""
+    params = {"a": torch.randn(2, 2), "b": torch.randn(3)}
+    bool_one = torch.ones(1, dtype=torch.bool)
+    cases = [
+        lambda: fp.l1_unstructured(0.5)(params, {"x": bool_one, "y": bool_one}),
+        lambda: fp.l1_unstructured(0.5)(params, importance_scores={"x": bool_one, "y": bool_one}),
+        lambda: fp.per_key(fp.l1_unstructured, {"x": 1, "y": 1, "a": 1})(params),
+        lambda: fp.sgd(0.1).step(params, {"a": torch.ones(2, 2)}, fp.sgd(0.1).init(params)),
+    ]
+    for case in cases:
+        with pytest.raises(ValueError) as info:
+            case()
+        assert isinstance(info.value, KeyError)
+        assert re.search(r"\['(x|b)'(, 'y')?\]", str(info.value)), str(info.value)
+        assert not str(info.value).startswith('"')  # not KeyError's quoted message
+
+
+def test_per_key_errors_name_every_offending_key_in_one_message() -> None:
+    params = {"a": torch.ones(3), "b": torch.ones(2), "c": torch.ones(20), "d": torch.ones(4)}
+    with pytest.raises(ValueError) as info:
+        fp.l1_unstructured(10)(params)
+    message = str(info.value)
+    assert message.startswith("l1_unstructured(10) failed for 3 parameters:")
+    for key, left in (("a", 3), ("b", 2), ("d", 4)):
+        assert f"'{key}': amount=10 asks to prune 10 entries but only {left} remain" in message
+    assert "'c'" not in message
+    with pytest.raises(ValueError, match=r"ln_structured.* failed for 4 parameters") as info:
+        fp.ln_structured(0.5, n=2, dim=0)(params)  # every one is 1-d
+    assert all(f"'{key}': ln_structured prunes slices" in str(info.value) for key in params)
+
+
+def test_per_key_errors_keep_the_first_error_type() -> None:
+    params = {
+        "i": torch.ones(4, dtype=torch.int64),
+        "w": torch.ones(2),
+        "j": torch.ones(1, dtype=torch.int32),
+    }
+    with pytest.raises(TypeError) as info:
+        fp.l1_unstructured(3)(params)
+    message = str(info.value)
+    assert "failed for 3 parameters" in message
+    assert all(f"'{key}'" in message for key in params)
+    with pytest.raises(
+        ValueError, match=r"^'w': amount=3 asks to prune 3 entries but only 2 remain"
+    ):
+        fp.l1_unstructured(3)({"w": torch.ones(2)})  # one error: raised as it is
+
+
+def test_only_that_selects_nothing_is_an_error_unless_allowed() -> None:
+    lstm = {"weight_ih_l0": torch.randn(8, 2), "weight_hh_l0": torch.randn(8, 2)}
+    method = fp.only(fp.l1_unstructured(0.5), include=r"weight$")
+    with pytest.raises(ValueError) as info:
+        method(lstm)
+    message = str(info.value)
+    assert "include='weight$'" in message and "['weight_hh_l0', 'weight_ih_l0']" in message
+    assert "allow_empty=True" in message
+    with pytest.raises(ValueError, match=r"exclude='_l0'"):
+        fp.only(fp.l1_unstructured(0.5), exclude="_l0")(lstm)
+    given = {"weight_ih_l0": torch.rand(8, 2) > 0.5}
+    allowed = fp.only(fp.l1_unstructured(0.5), include=r"weight$", allow_empty=True)
+    out = allowed(lstm, given)
+    assert torch.equal(out["weight_ih_l0"], given["weight_ih_l0"])
+    assert bool(out["weight_hh_l0"].all())
+    assert allowed({}) == {} and method({}) == {}  # no keys at all: nothing to select
+    with pytest.raises(TypeError, match="allow_empty must be a bool"):
+        fp.only(fp.identity(), include="w", allow_empty=1)  # type: ignore[arg-type]

@@ -151,3 +151,122 @@ def test_methods_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         method.amount = 0.1  # type: ignore[misc]
     assert method == fp.l1_unstructured(0.5)
+
+
+VALUES = [
+    fp.identity(),
+    fp.l1_unstructured(0.5),
+    fp.l1_unstructured(3),
+    fp.random_unstructured(0.25, seed=3),
+    fp.global_unstructured(0.5, scores="random", seed=2),
+    fp.ln_structured(0.5, n=2, dim=0),
+    fp.random_structured(1, dim=1, seed=4),
+    fp.nm_semistructured(2, 4, dim=1),
+    fp.chain(fp.l1_unstructured(0.5), fp.identity()),
+    fp.only(fp.l1_unstructured(0.5), include="weight", allow_empty=True),
+    fp.sgd(0.1, momentum=0.9, nesterov=True),
+    fp.adam(0.01, betas=(0.8, 0.9), decoupled_weight_decay=True),
+    fp.constant(0.5),
+    fp.one_shot(0.25, at=3),
+    fp.polynomial(0.9, initial=0.1, start=2, end=10, frequency=2, power=2.0),
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=repr)
+def test_values_print_as_the_factory_call_that_builds_them(value: object) -> None:
+    namespace = {name: getattr(fp, name) for name in fp.__all__}
+    rebuilt = eval(repr(value), namespace)
+    assert rebuilt == value and hash(rebuilt) == hash(value)
+    assert rebuilt is not value
+
+
+def test_values_of_different_kinds_or_fields_differ() -> None:
+    assert fp.sgd(0.1) != fp.adam(0.1) and fp.constant(0.5) != fp.one_shot(0.5, at=0)
+    assert fp.l1_unstructured(1) != fp.l1_unstructured(1.0)
+    assert fp.l1_unstructured(torch.tensor(0.5)) != fp.l1_unstructured(
+        torch.tensor(0.5, dtype=torch.float64)
+    )
+    assert fp.l1_unstructured(torch.tensor(0.5)) != fp.l1_unstructured(torch.tensor(0.25))
+    assert fp.adam(0.1, betas=(0.9, 0.99)) != fp.adam(0.1)
+
+
+def test_tensor_fields_compare_without_python_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Equality reads tensors with torch.equal; hashing reads only shape, dtype and device."""
+    big = torch.rand(1000, 1000) > 0.5
+    a, b = fp.custom_from_mask({"w": big}), fp.custom_from_mask({"w": big.clone()})
+    flipped = big.clone()
+    flipped[-1, -1] = ~flipped[-1, -1]
+    c = fp.custom_from_mask({"w": flipped})
+
+    def refuse(self: torch.Tensor) -> None:
+        raise AssertionError("a tensor field was converted to a Python list")
+
+    monkeypatch.setattr(torch.Tensor, "tolist", refuse)
+    assert a == b and hash(a) == hash(b) and a != c
+    assert fp.custom_from_mask({"w": big}) != fp.custom_from_mask({"w": big[:, :999]})
+
+
+MASK_PASSING = {
+    "identity": fp.identity(),
+    "chain()": fp.chain(),
+    "chain(identity)": fp.chain(fp.identity()),
+    "only": fp.only(fp.l1_unstructured(0.5), include="nothing", allow_empty=True),
+    "only, other keys": fp.only(fp.l1_unstructured(0.5), include="^w$"),
+    "per_key": fp.per_key(fp.l1_unstructured, {"w": 0.5}),
+    "custom_from_mask": fp.custom_from_mask({"w": torch.ones(4, 3)}),
+    "l1 of nothing": fp.l1_unstructured(0),
+}
+
+
+@pytest.mark.parametrize("method", MASK_PASSING.values(), ids=MASK_PASSING.keys())
+def test_results_never_share_memory_with_the_callers_masks(method: fp.PruningMethod) -> None:
+    params = {"w": torch.randn(4, 3), "b": torch.randn(3)}
+    masks = {"w": torch.rand(4, 3) > 0.3, "b": torch.tensor([True, False, True])}
+    before = {k: m.clone() for k, m in masks.items()}
+    result = method(params, masks)
+    for keep in result.values():
+        assert keep.untyped_storage().data_ptr() not in {
+            m.untyped_storage().data_ptr() for m in masks.values()
+        }
+        keep.fill_(False)  # editing a result...
+    assert all(torch.equal(masks[k], before[k]) for k in masks)  # ...leaves the caller's alone
+
+
+@pytest.mark.parametrize("scores", ["l1", "random"])
+def test_global_masks_own_their_memory(scores: str) -> None:
+    params = {"a": torch.randn(3, 4), "b": torch.randn(5), "c": torch.randn(2, 2)}
+    for masks in (None, {"a": torch.rand(3, 4) > 0.5}):
+        result = fp.global_unstructured(0.5, scores=scores)(params, masks)  # type: ignore[arg-type]
+        storages = [m.untyped_storage() for m in result.values()]
+        assert len({s.data_ptr() for s in storages}) == len(result)
+        assert [s.nbytes() for s in storages] == [m.numel() for m in result.values()]
+
+
+class _Spy:
+    """A pruning method (a plain callable) that records the masks it is given."""
+
+    def __init__(self) -> None:
+        self.seen: list[list[str]] = []
+
+    def __call__(
+        self,
+        params: fp.Params,
+        masks: dict[str, torch.Tensor] | None = None,
+        *,
+        importance_scores: fp.Scores | None = None,
+    ) -> fp.Masks:
+        self.seen.append(sorted(masks or {}))
+        return fp.identity()(params, masks)
+
+
+def test_combinators_pass_no_all_kept_masks_between_steps() -> None:
+    """Keys a step leaves whole reach the next step without a mask (its fast path stays live)."""
+    params = {"w": torch.randn(4, 3), "b": torch.randn(3), "c": torch.randn(2)}
+    spy = _Spy()
+    fp.chain(fp.identity(), spy)(params)
+    fp.chain(fp.only(fp.l1_unstructured(0.5), include="^w$"), spy)(params)
+    fp.chain(fp.per_key(fp.l1_unstructured, {"b": 1}), spy)(params, {"c": torch.ones(2) > 0})
+    fp.chain(fp.chain(), spy)(params, {"b": torch.ones(3) > 0})
+    assert spy.seen == [[], ["w"], ["b", "c"], ["b"]]
+    result = fp.chain(fp.only(fp.l1_unstructured(0.5), include="^w$"))(params)
+    assert list(result) == ["w", "b", "c"] and bool(result["b"].all() and result["c"].all())

@@ -57,15 +57,15 @@ def test_grad_is_exactly_zero_on_pruned_entries(seed: int, amount: float) -> Non
 
     grads = grad(loss)(params)
     for key, mask in masks.items():
-        assert not mask.requires_grad
         assert torch.equal(grads[key][~mask], torch.zeros_like(grads[key][~mask]))
-        assert grads[key][~mask].abs().sum() == 0
 
 
-def test_masks_carry_no_gradient() -> None:
+def test_parameters_that_require_grad_give_the_masks_of_their_values() -> None:
     w = torch.randn(4, 4, requires_grad=True)
-    masks = fp.chain(fp.l1_unstructured(0.5), fp.only(fp.ln_structured(1, n=2, dim=0)))({"w": w})
-    assert masks["w"].dtype == torch.bool and not masks["w"].requires_grad
+    method = fp.chain(fp.l1_unstructured(0.5), fp.only(fp.ln_structured(1, n=2, dim=0)))
+    masks = method({"w": w})
+    assert masks["w"].dtype == torch.bool  # bool: no gradient can flow through a mask
+    assert torch.equal(masks["w"], method({"w": w.detach()})["w"])
 
 
 def test_sparsity_overall_and_per_key() -> None:

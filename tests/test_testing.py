@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pytest
 import torch
@@ -96,12 +96,16 @@ def test_methods_without_params_fit_any_params(
     fpt.check_method(data.draw(fpt.methods()), params, masks)
 
 
-def _fails(method: fp.PruningMethod) -> bool:
+def _fails(
+    method: fp.PruningMethod, rule: str = ""
+) -> Callable[[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]], bool]:
+    """Whether check_method rejects ``method`` on a case, for breaking ``rule`` (a message part)."""
+
     def check(case: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]) -> bool:
         try:
             fpt.check_method(method, *case)
-        except AssertionError:
-            return True
+        except AssertionError as error:
+            return rule in str(error)
         return False
 
     return check
@@ -142,10 +146,18 @@ def _drops_keys(
     return {key: keep for key, keep in result.items() if key.endswith("weight")}
 
 
-@pytest.mark.parametrize("buggy", [_regrows, _mutates, _drops_keys])
-def test_strategies_find_planted_contract_bugs(buggy: fp.PruningMethod) -> None:
-    params, _ = find(params_and_masks, _fails(buggy))
-    assert params  # a counterexample exists (find raises NoSuchExample otherwise)
+@pytest.mark.parametrize(
+    ("buggy", "rule"),
+    [
+        (_regrows, "keeps entries the incoming masks pruned"),
+        (_mutates, "mutated its input in place"),
+        (_drops_keys, "with every parameter key"),
+    ],
+)
+def test_strategies_find_planted_contract_bugs(buggy: fp.PruningMethod, rule: str) -> None:
+    # find raises NoSuchExample unless the strategies draw a case where check_method rejects the
+    # planted bug for the rule it breaks (not for some other reason)
+    find(params_and_masks, _fails(buggy, rule))
     assert not _fails(fp.l1_unstructured(0.5))(find(params_and_masks, lambda _: True))
 
 
