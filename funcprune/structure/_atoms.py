@@ -23,8 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 IntArray = npt.NDArray[np.int64]
 Atoms = IntArray | None
@@ -95,18 +93,38 @@ class AtomBook:
         return arrays[0]
 
     def components(self) -> tuple[IntArray, dict[int, str]]:
-        """Component label of every atom, and the first reason each forbidden component has."""
+        """Component label of every atom (numbered by first atom), and each forbidden one's reason."""
         if self._left:
             left, right = np.concatenate(self._left), np.concatenate(self._right)
         else:
             left = right = np.zeros(0, dtype=np.int64)
-        graph = coo_matrix(
-            (np.ones(left.size, dtype=np.int8), (left, right)), shape=(self._count, self._count)
-        )
-        _, labels = connected_components(graph, directed=False)
+        _, labels = np.unique(_smallest_member(self._count, left, right), return_inverse=True)
         labels = labels.astype(np.int64)
         reasons: dict[int, str] = {}
         for atoms, reason in self._forbidden:
             for label in np.unique(labels[atoms]).tolist():
                 reasons.setdefault(label, reason)
         return labels, reasons
+
+
+def _smallest_member(count: int, left: IntArray, right: IntArray) -> IntArray:
+    """Per atom, the smallest atom connected to it by the edges: hook roots, then jump pointers.
+
+    >>> _smallest_member(5, np.array([3, 1]), np.array([4, 3])).tolist()
+    [0, 1, 2, 1, 1]
+    """
+    parent = np.arange(count, dtype=np.int64)
+    while True:
+        a, b = parent[left], parent[right]
+        low = np.minimum(a, b)
+        hooked = parent.copy()
+        np.minimum.at(hooked, a, low)
+        np.minimum.at(hooked, b, low)
+        while True:
+            jumped = hooked[hooked]
+            if np.array_equal(jumped, hooked):
+                break
+            hooked = jumped
+        if np.array_equal(hooked, parent):
+            return parent
+        parent = hooked

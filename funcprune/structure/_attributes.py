@@ -60,7 +60,7 @@ def _group_norm(module: nn.Module) -> None:
 def _layer_norm(module: nn.Module) -> None:
     weight = getattr(module, "weight", None)
     if weight is not None:
-        module.normalized_shape = tuple(weight.shape)
+        setattr(module, "normalized_shape", tuple(weight.shape))  # noqa: B010 - typed as a Module attribute
 
 
 def _embedding(module: nn.Module) -> None:
@@ -75,7 +75,9 @@ def _prelu(module: nn.Module) -> None:
 
 def _hf_conv1d(module: nn.Module) -> None:
     """transformers' ``Conv1D`` (GPT-2): weight is ``(in, out)``; ``nf`` is the output width."""
-    module.nx, module.nf = module.weight.shape
+    inputs, outputs = getattr(module, "weight").shape  # noqa: B009
+    setattr(module, "nx", inputs)  # noqa: B010
+    setattr(module, "nf", outputs)  # noqa: B010
 
 
 def _heads(module: nn.Module) -> None:
@@ -85,11 +87,11 @@ def _heads(module: nn.Module) -> None:
         return
     c_attn = getattr(module, "c_attn", None)
     if c_attn is not None and hasattr(module, "split_size"):  # GPT-2
-        width = c_attn.weight.shape[1] // (2 if getattr(module, "is_cross_attention", False) else 3)
-        if getattr(module, "is_cross_attention", False):
-            width = module.q_attn.weight.shape[1]
-        module.split_size = width
-        module.num_heads = width // head_dim
+        cross = getattr(module, "is_cross_attention", False)
+        query = getattr(module, "q_attn") if cross else c_attn  # noqa: B009
+        width = query.weight.shape[1] // (1 if cross else 3)
+        setattr(module, "split_size", width)  # noqa: B010
+        setattr(module, "num_heads", width // head_dim)  # noqa: B010
         return
     query = getattr(module, "query", None) or getattr(module, "q_proj", None)
     if isinstance(query, nn.Linear):
@@ -98,7 +100,7 @@ def _heads(module: nn.Module) -> None:
             if isinstance(getattr(module, name, None), int):
                 setattr(module, name, width // head_dim)
         if isinstance(getattr(module, "all_head_size", None), int):
-            module.all_head_size = width
+            setattr(module, "all_head_size", width)  # noqa: B010
 
 
 _RULES: tuple[tuple[Callable[[nn.Module], bool], Callable[[nn.Module], None]], ...] = (

@@ -66,10 +66,10 @@ def capture_eval(model: nn.Module, example_inputs: Sequence[object]) -> Captured
 
 def _aliases(model: nn.Module) -> dict[str, str]:
     canonical: dict[int, str] = {}
-    for name, tensor in model.named_parameters():
-        canonical[id(tensor)] = name
-    for name, tensor in model.named_buffers():
-        canonical.setdefault(id(tensor), name)
+    for name, param in model.named_parameters():
+        canonical[id(param)] = name
+    for name, buffer in model.named_buffers():
+        canonical.setdefault(id(buffer), name)
     everything = [
         *model.named_parameters(remove_duplicate=False),
         *model.named_buffers(remove_duplicate=False),

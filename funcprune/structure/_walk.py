@@ -119,11 +119,12 @@ def broadcast(
             k = d - (len(out_shape) - len(shape))
             if k < 0:
                 continue
+            atoms = dims[k]
             if shape[k] == size:
-                coupled.append(dims[k])
-            elif dims[k] is not None:
+                coupled.append(atoms)
+            elif atoms is not None:
                 walk.book.forbid(
-                    dims[k], f"{NOT_CHANNEL}{where}: a size-1 dim broadcast against a larger one"
+                    atoms, f"{NOT_CHANNEL}{where}: a size-1 dim broadcast against a larger one"
                 )
         out.append(
             walk.book.couple(coupled, f"{where}: combined elementwise with a fixed dim")

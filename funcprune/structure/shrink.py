@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
+from funcprune._checks import KeyMismatchError
 from funcprune.masking import masked_call
 from funcprune.structure._attributes import update_attributes
 from funcprune.structure._capture import capture_eval, eval_copy
@@ -87,7 +88,7 @@ def _check_keys(
     for name, given in (("params", params), ("masks", masks)):
         unknown = sorted(set(given) - set(own))
         if unknown:
-            raise KeyError(f"{name} has keys that are not parameters of model: {unknown}")
+            raise KeyMismatchError(f"{name} has keys that are not parameters of model: {unknown}")
     for key, mask in masks.items():
         if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != own[key].shape:
             raise ValueError(

@@ -160,7 +160,7 @@ def test_multihead_attention_module_is_left_out() -> None:
 
 
 def test_model_and_inputs_are_checked() -> None:
-    with pytest.raises(TypeError, match="torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         channel_groups(lambda x: x, (torch.zeros(1),))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="tuple of positional arguments"):
         channel_groups(nn.Linear(2, 2), torch.zeros(1, 2))  # type: ignore[arg-type]
