@@ -25,6 +25,7 @@ from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
 from funcprune._checks import (
+    KeyMismatchError,
     check_floating,
     check_params,
     check_tensor_dict,
@@ -278,7 +279,7 @@ def wanda(params: Params, norms: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
     Raises:
         TypeError: ``norms`` not a mapping of tensors.
-        KeyError: keys of ``norms`` that are not parameters.
+        KeyMismatchError (a ``ValueError``): keys of ``norms`` that are not parameters.
         ValueError: norms that neither are ``(in,)`` for a 2-d weight nor broadcast against it.
 
     >>> import torch, funcprune as fp
@@ -291,7 +292,7 @@ def wanda(params: Params, norms: Mapping[str, Tensor]) -> dict[str, Tensor]:
     check_tensor_mapping("norms", norms)
     unknown = sorted(k for k in norms if k not in params)
     if unknown:
-        raise KeyError(f"norms has keys that are not parameters: {unknown}")
+        raise KeyMismatchError(f"norms has keys that are not parameters: {unknown}")
     bad = sorted(
         f"{k!r}: weight {tuple(params[k].shape)}, norms {tuple(n.shape)}"
         for k, n in norms.items()

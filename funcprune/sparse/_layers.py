@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from funcprune._checks import check_masks, check_params
+from funcprune._checks import KeyMismatchError, check_masks, check_params
 from funcprune.io import finalize
 from funcprune.types import Params
 
@@ -73,7 +73,8 @@ def finalized_copy(model: nn.Module, params: Params, masks: Mapping[str, Tensor]
     """A deep copy of ``model`` holding ``finalize(params, masks)``; ``model`` is untouched.
 
     Raises:
-        KeyError: ``params`` keys that are not the model's parameters (or masks of other keys).
+        KeyMismatchError (a ``ValueError``): ``params`` keys that are not the model's parameters
+            (or masks of other keys).
         ValueError: shapes that differ from the model's or the params'.
         TypeError: ``params`` or ``masks`` of the wrong types.
     """
@@ -82,7 +83,7 @@ def finalized_copy(model: nn.Module, params: Params, masks: Mapping[str, Tensor]
     own = dict(model.named_parameters())
     unknown = sorted(k for k in params if k not in own)
     if unknown:
-        raise KeyError(f"params has keys that are not parameters of the model: {unknown}")
+        raise KeyMismatchError(f"params has keys that are not parameters of the model: {unknown}")
     mismatched = sorted(
         f"{k!r}: {tuple(v.shape)} vs model {tuple(own[k].shape)}"
         for k, v in params.items()
