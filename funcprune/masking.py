@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from funcprune._checks import check_masks, check_params, check_tensor_dict
+from funcprune._checks import KeyMismatchError, check_masks, check_params, check_tensor_dict
 from funcprune.distributed._detect import any_dtensor
 from funcprune.types import Params
 
@@ -113,7 +113,7 @@ def _call_values(
     if unknown:
         shown = sorted(named)
         listed = f"{shown[:10]} ... ({len(shown)} in all)" if len(shown) > 10 else f"{shown}"
-        raise KeyError(
+        raise KeyMismatchError(
             f"masked_call: {unknown} name no parameter or buffer of the module (check the "
             f"spelling); its tensors are {listed}"
         )
