@@ -6,7 +6,7 @@ tensor at ``offset`` with ``local_shape``. Of the ranks holding the same box (re
 ``Replicate`` mesh dims), only the one at coordinate 0 of those mesh dims is its **owner**: only
 owners contribute to counts and histograms, so every global entry is counted exactly once.
 
->>> _chunk_sizes(5, 4)
+>>> chunk_sizes(5, 4)
 [2, 2, 1, 0]
 """
 
@@ -119,10 +119,17 @@ def local_flat_indices(layout: Layout, device: torch.device) -> Tensor:
     return global_flat_index(layout, torch.arange(count, dtype=torch.int64, device=device))
 
 
-def _chunk_sizes(size: int, parts: int) -> list[int]:
+def chunk_sizes(size: int, parts: int) -> list[int]:
     """Sizes of ``torch.chunk(size, parts)``-style splits, padded with empty ones to ``parts``."""
     step = -(-size // parts) if size else 0
     return [max(0, min(step, size - i * step)) for i in range(parts)]
 
 
-__all__ = ["Layout", "global_flat_index", "layout_of", "local_flat_indices", "mesh_group"]
+__all__ = [
+    "Layout",
+    "chunk_sizes",
+    "global_flat_index",
+    "layout_of",
+    "local_flat_indices",
+    "mesh_group",
+]

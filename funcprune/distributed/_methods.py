@@ -1,8 +1,9 @@
 """Every funcprune method on DTensor parameters: masks placed like the parameters, exact.
 
-:func:`prune` is what ``Method.__call__`` runs when a parameter is a DTensor. The method first
-runs on ``meta`` tensors of the global shapes, which raises exactly the single-process errors
-(same messages, on every rank alike) at no cost; then each method runs on the local shards:
+:func:`prune` is what ``Method.__call__`` runs when a parameter is a DTensor. Each handler
+first makes the single-process checks on the global shapes and dtypes (the same errors with the
+same messages, raised on every rank alike, before anything is computed), then runs on the local
+shards:
 
 * elementwise methods (``identity``, ``custom_from_mask``, ``nm_semistructured`` with groups
   inside shards) run the single-process method on the local shard;
@@ -35,7 +36,7 @@ from funcprune._tensors import is_concrete
 from funcprune.distributed import _select
 from funcprune.distributed._layout import (
     Layout,
-    _chunk_sizes,
+    chunk_sizes,
     layout_of,
     local_flat_indices,
     mesh_group,
@@ -436,8 +437,8 @@ def _whole_slices(shard: _Shard, source: Tensor, dim: int) -> tuple[Tensor, int]
     mesh_dim, cut = cutting[0]
     parts = layout.mesh.size(mesh_dim)
     me = layout.mesh.get_local_rank(mesh_dim)
-    shares = _chunk_sizes(layout.local_shape[dim], parts)
-    peers = _chunk_sizes(layout.shape[cut], parts)
+    shares = chunk_sizes(layout.local_shape[dim], parts)
+    peers = chunk_sizes(layout.shape[cut], parts)
     per_slice = math.prod(n for d, n in enumerate(layout.local_shape) if d != dim)
     per_cut = math.prod(n for d, n in enumerate(layout.local_shape) if d not in (dim, cut))
     received = source.new_empty(sum(shares[me] * per_cut * n for n in peers))

@@ -42,8 +42,8 @@ def test_two_ranks_match_one_process() -> None:
 
 
 def _four_ranks() -> None:
-    methods_match(4, 25)
-    methods_match(4, 15, (2, 2))  # HSDP-like 2-d meshes: (Replicate|Shard, Replicate|Shard)
+    methods_match(4, 20)
+    methods_match(4, 12, (2, 2))  # HSDP-like 2-d meshes: (Replicate|Shard, Replicate|Shard)
 
 
 def test_four_ranks_match_one_process() -> None:
