@@ -23,7 +23,8 @@ def _full(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def fsdp_trains_like_one_process() -> None:
-    """masked_call + masked_step (torch.optim) on a fully_shard model equal one process's run."""
+    """masked_call + masked_step / keep_pruned (torch.optim) on a fully_shard model equal one
+    process's run step for step, and pruned weights stay zero on every shard."""
     mesh = init_device_mesh("cpu", (dist.get_world_size(),))
     model, reference = _model(), _model()
     for layer in model:
@@ -36,11 +37,13 @@ def fsdp_trains_like_one_process() -> None:
     ref_masks = method({k: p.detach() for k, p in ref_params.items()})
     assert _full(masks).keys() == ref_masks.keys()
     assert all(torch.equal(_full(masks)[k], ref_masks[k]) for k in ref_masks)
-    for make in (
-        lambda ps: torch.optim.Adam(ps, lr=0.05, weight_decay=0.1),
-        lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9),
+    for make, hooked in (
+        (lambda ps: torch.optim.Adam(ps, lr=0.05, weight_decay=0.1), False),
+        (lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9), False),
+        (lambda ps: torch.optim.AdamW(ps, lr=0.05), True),
     ):
         opt, ref_opt = make(model.parameters()), make(reference.parameters())
+        hooks = [fp.keep_pruned(opt, params, masks)] if hooked else []
         for step in range(3):
             x = torch.randn(5, 6, generator=torch.Generator().manual_seed(step))
             out = fp.masked_call(model, params, masks, x)
@@ -48,7 +51,10 @@ def fsdp_trains_like_one_process() -> None:
             assert torch.equal(out, expected)
             out.square().sum().backward()
             expected.square().sum().backward()
-            fp.masked_step(opt, params, masks)
+            if hooked:  # fp.keep_pruned's hooks mask every plain step
+                opt.step()
+            else:
+                fp.masked_step(opt, params, masks)
             fp.masked_step(ref_opt, ref_params, ref_masks)
             opt.zero_grad()
             ref_opt.zero_grad()
@@ -56,6 +62,8 @@ def fsdp_trains_like_one_process() -> None:
             for key, mask in ref_masks.items():
                 assert torch.equal(full[key], ref_params[key].detach()), key
                 assert bool((full[key][~mask] == 0).all()), key
+        for hook in hooks:
+            hook.remove()
 
 
 def pure_optimizers_match() -> None:
