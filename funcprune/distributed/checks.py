@@ -20,13 +20,20 @@ from torch import Tensor
 from funcprune._select.random import random_keys_at
 from funcprune.distributed._detect import any_dtensor
 
+_MASK63 = (1 << 63) - 1
+_CHUNK = 1 << 22
+"""Entries hashed per step, so the index hashes of a huge mask never exist all at once."""
+
 
 def _fingerprint(key: str, mask: Tensor) -> list[int]:
     """``[crc32(key), numel, kept, sum of the kept entries' index hashes]`` (int64, wrapping)."""
     flat = mask.reshape(-1)
-    weights = random_keys_at(0, key, torch.arange(flat.numel(), device=flat.device)).to(torch.int64)
-    kept = int(flat.count_nonzero())
-    return [zlib.crc32(key.encode()), flat.numel(), kept, int(weights[flat].sum())]
+    total = 0
+    for start in range(0, flat.numel(), _CHUNK):
+        part = flat[start : start + _CHUNK]
+        index = torch.arange(start, start + part.numel(), device=flat.device)
+        total += int(random_keys_at(0, key, index[part]).to(torch.int64).sum())
+    return [zlib.crc32(key.encode()), flat.numel(), int(flat.count_nonzero()), total & _MASK63]
 
 
 def _spread(values: Tensor, group: dist.ProcessGroup | None) -> tuple[Tensor, Tensor]:

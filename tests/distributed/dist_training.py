@@ -109,9 +109,11 @@ def ddp_masks_agree() -> None:
         fpd.check_masks_agree(method(params))
     own = fp.l1_unstructured(0.5)(params)
     fpd.check_masks_agree(own)
-    if rank == 1:
-        own["2.weight"] = own["2.weight"].clone()
-        own["2.weight"][0, 0] = ~own["2.weight"][0, 0]
+    if rank == 1:  # move one kept entry: same count, other positions (only the hash sees it)
+        moved = own["2.weight"].clone().reshape(-1)
+        kept, pruned = int(moved.nonzero()[0]), int((~moved).nonzero()[0])
+        moved[kept], moved[pruned] = False, True
+        own["2.weight"] = moved.reshape(own["2.weight"].shape)
     with pytest.raises(ValueError, match=r"differ between ranks at keys \['2.weight'\]"):
         fpd.check_masks_agree(own)
     with pytest.raises(ValueError, match="different numbers of masks"):
