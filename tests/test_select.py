@@ -12,7 +12,7 @@ from reference import reference_keep
 from torch import Tensor
 from torch.func import vmap
 
-from funcprune._select import dispatch, eager, radix, rank, sweep
+from funcprune._select import chunks, dispatch, eager, radix, rank, sweep
 from funcprune._select.keys import order_keys
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
@@ -103,21 +103,30 @@ def test_static_and_rank_kernels_match_a_stable_sort(
     _assert_equal(got, _expected(scores, eligible, k))
 
 
-@given(case=selections(), chunk=st.integers(1, 7), sample=st.integers(1, 5), bracket=st.data())
+@given(
+    case=selections(),
+    chunk=st.integers(1, 7),
+    sample=st.integers(1, 5),
+    bracket=st.data(),
+    gather=st.sampled_from([1, 4, 10**9]),
+)
 def test_eager_kernel_with_tiny_chunks_samples_and_wrong_brackets(
     case: tuple[list[Tensor], list[Tensor | None], int],
     chunk: int,
     sample: int,
     bracket: st.DataObject,
+    gather: int,
 ) -> None:
-    """Chunk borders, sparse samples, and brackets that miss the threshold on either side."""
+    """Chunk borders, sparse samples, brackets that miss the threshold on either side, and
+    brackets too full to gather (1: never, 10**9: always handed to the sweep kernel)."""
     scores, eligible, k = case
     if not scores:
         return
     flat, allowed, shapes = _flat_inputs(scores, eligible)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(eager, "_CHUNK", chunk)
+        patch.setattr(chunks, "_CHUNK", chunk)
         patch.setattr(eager, "_SAMPLE", sample)
+        patch.setattr(eager, "_GATHER_LIMIT", gather)
         if bracket.draw(st.booleans()):
             values = sorted({int(v) for key in flat for v in key} or {0})
             lo, hi = sorted(bracket.draw(st.lists(st.sampled_from(values), min_size=2, max_size=2)))
@@ -145,7 +154,7 @@ def test_magnitudes_match_a_stable_sort_of_absolute_values(
         scores[0] = scores[0].to(torch.float64)
     expected = _expected([s.to(torch.float64).abs() for s in scores], eligible, k)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(eager, "_CHUNK", chunk)
+        patch.setattr(chunks, "_CHUNK", chunk)
         patch.setattr(eager, "_SAMPLE", 2)  # the eager kernel for all but the tiniest inputs
         got = dispatch.prune_smallest_magnitudes(scores, eligible, torch.tensor(k))
     _assert_equal(got, expected)
@@ -173,14 +182,19 @@ def test_vmap_over_counts_matches_a_stable_sort(
 def test_sweep_kernel_matches_a_stable_sort_for_every_count(
     case: tuple[list[Tensor], list[Tensor | None], int], extra: list[int], chunk: int
 ) -> None:
-    """Many counts at once (repeated, out of range, 0 and all), chunk borders included."""
+    """Many counts at once (repeated, out of range, 0 and all), chunk borders included.
+
+    The kernel takes int32 keys: float64 scores come as float32 here (the dispatcher's int64 path
+    is checked through vmap below).
+    """
     scores, eligible, k = case
     if not scores:
         return
+    scores = [s.to(torch.float32) if s.dtype == torch.float64 else s for s in scores]
     flat, allowed, shapes = _flat_inputs(scores, eligible)
     counts = [k, *extra, k]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(eager, "_CHUNK", chunk)
+        patch.setattr(chunks, "_CHUNK", chunk)
         got = sweep.sweep_prune_smallest(flat, allowed, counts, shapes)
     for index, count in enumerate(counts):
         _assert_equal([g[index] for g in got], _expected(scores, eligible, count))
@@ -198,7 +212,7 @@ def test_vmap_over_counts_takes_the_sweep_kernel_and_matches(
     counts = torch.tensor([k, *extra])
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(eager, "_SAMPLE", 1)
-        patch.setattr(eager, "_CHUNK", 12)
+        patch.setattr(chunks, "_CHUNK", 12)
         swept = vmap(lambda c: dispatch.prune_smallest(_keys(scores), eligible, c))(counts)
         magnitudes = vmap(lambda c: dispatch.prune_smallest_magnitudes(scores, eligible, c))(counts)
     absolute = [s.to(torch.float64).abs() for s in scores]

@@ -2,8 +2,9 @@
 
 Scores become integer order keys (:mod:`.keys`), and :func:`prune_smallest` prunes exactly ``k``
 eligible entries, ties broken by lowest flat index as if the tensors were concatenated.
-:mod:`.dispatch` picks one of three kernels by what can be read: :mod:`.eager` (plain calls),
-:mod:`.rank` (small inputs, batched counts) and :mod:`.radix` (``vmap`` over keys, ``compile``).
+:mod:`.dispatch` picks a kernel by what can be read: :mod:`.eager` (plain calls), :mod:`.sweep`
+(``vmap`` over counts, and eager's constant-memory fallback), :mod:`.rank` (small inputs) and
+:mod:`.radix` (``vmap`` over keys, ``torch.compile``).
 :func:`random_keys` gives the counter-based keys of the random methods.
 """
 

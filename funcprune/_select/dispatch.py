@@ -3,12 +3,17 @@
 Every kernel prunes exactly ``k`` eligible entries: all keys below the ``k``-th smallest, then
 that key's ties by lowest flat index, counting through the tensors in the order given (a global
 selection over many tensors breaks ties like one concatenated vector would, without concatenating
-anything). They give the same masks; they exist because of what can be read:
+anything). They give the same masks; there are several because of what can be read:
 
-* **eager** (:mod:`.eager`): keys and ``k`` readable. Brackets the threshold from a sample and
-  gathers only the keys near it; no sort, chunk-sized temporaries. Every plain call.
-* **rank** (:mod:`.rank`): keys readable but ``k`` batched by ``vmap`` (a sweep of amounts), or
-  inputs of at most ``_SAMPLE`` entries, where one sort beats the eager kernel's passes.
+* **eager** (:mod:`.eager`): keys and ``k`` readable, every plain call. Brackets the threshold from
+  a sample and gathers only the keys near it; no sort, chunk-sized temporaries. When the bracket
+  would hold too many keys (heavy ties, a layout that fools the sample) it hands over to sweep.
+* **sweep** (:mod:`.sweep`): keys readable, ``k`` batched by ``vmap`` (a sweep of amounts). The
+  batch's counts reach this kernel together through the ``vmap`` rule of an
+  ``autograd.Function``: two histogram passes find every count's cut, then one compare per count.
+  Constant extra memory, so it is also eager's fallback.
+* **rank** (:mod:`.rank`): readable inputs of at most ``_SAMPLE`` entries, where one sort beats
+  the passes of the others (also under ``vmap`` over counts).
 * **radix** (:mod:`.radix`): keys batched or traced (``vmap`` over parameters, ``torch.compile``):
   static shapes only, so a 16-bit radix select from fixed-size histograms.
 
@@ -27,6 +32,7 @@ import torch
 from torch import Tensor
 
 from funcprune._select import eager
+from funcprune._select.chunks import SAME, KeyMaker, key_dtype
 from funcprune._select.keys import order_keys
 from funcprune._select.radix import static_prune_smallest
 from funcprune._select.rank import RANK_LIMIT, rank_prune_smallest
@@ -54,7 +60,7 @@ def prune_smallest(
     >>> prune_smallest([a, b], [None, None], torch.tensor(3))
     [tensor([False, False]), tensor([ True, False])]
     """
-    return _prune(list(keys), eligible, k, eager.SAME)
+    return _prune(list(keys), eligible, k, SAME)
 
 
 def prune_smallest_magnitudes(
@@ -80,14 +86,14 @@ def prune_smallest_magnitudes(
             return order_keys(torch.abs(part, out=magnitudes))
         return order_keys(magnitudes.copy_(part).abs_())
 
-    return _prune(list(scores), eligible, k, eager.KeyMaker(magnitude_keys, wide, wide.itemsize))
+    return _prune(list(scores), eligible, k, KeyMaker(magnitude_keys, wide, wide.itemsize))
 
 
 def _prune(
     sources: list[Tensor],
     eligible: Sequence[Tensor | None],
     k: Tensor,
-    key_maker: eager.KeyMaker,
+    key_maker: KeyMaker,
 ) -> list[Tensor]:
     flat = [source.reshape(-1) for source in sources]
     allowed = [None if e is None else e.reshape(-1) for e in eligible]
@@ -106,7 +112,7 @@ def _select(
     allowed: list[Tensor | None],
     k: Tensor,
     shapes: list[torch.Size],
-    key_maker: eager.KeyMaker,
+    key_maker: KeyMaker,
 ) -> list[Tensor]:
     """Eager for readable values, rank for small readable inputs, else radix."""
     data = flat + [ok for ok in allowed if ok is not None]
@@ -129,7 +135,7 @@ class _Counts(torch.autograd.Function):
     @staticmethod
     def forward(
         k: Tensor,
-        key_maker: eager.KeyMaker,
+        key_maker: KeyMaker,
         shapes: list[torch.Size],
         given: tuple[bool, ...],
         *tensors: Tensor,
@@ -146,7 +152,7 @@ class _Counts(torch.autograd.Function):
         info: Any,
         in_dims: tuple[int | None, ...],
         k: Tensor,
-        key_maker: eager.KeyMaker,
+        key_maker: KeyMaker,
         shapes: list[torch.Size],
         given: tuple[bool, ...],
         *tensors: Tensor,
@@ -159,7 +165,11 @@ class _Counts(torch.autograd.Function):
             result = batched(k, key_maker, shapes, given, *tensors)
             return tuple(result), tuple(0 for _ in result)
         counts = [int(c) for c in k.movedim(k_dim, 0).reshape(-1).tolist()]
-        masks = sweep_prune_smallest(flat, allowed, counts, shapes, key_maker)
+        if key_dtype(flat, key_maker) == torch.int32:
+            masks = sweep_prune_smallest(flat, allowed, counts, shapes, key_maker)
+        else:  # int64 keys: one eager selection per count
+            each = [eager.eager_prune_smallest(flat, allowed, c, shapes, key_maker) for c in counts]
+            masks = [torch.stack(per_tensor) for per_tensor in zip(*each, strict=True)]
         return tuple(masks), tuple(0 for _ in masks)
 
 

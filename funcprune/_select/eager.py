@@ -26,43 +26,17 @@ Temporaries are chunk-sized, so the extra memory stays a few chunks plus the bra
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-_CHUNK = 1 << 24
-"""Bytes of key temporaries per step of the passes: few steps (each is a parallel region, costly
-on a busy machine), yet temporaries small enough to be reused off the page-fault path."""
+from funcprune._select.chunks import SAME, KeyMaker, chunk_size, eligible_count, key_dtype
+from funcprune._select.sweep import sweep_prune_smallest
+
 _SAMPLE = 1 << 16
 """Sampled entries used to bracket the threshold (also the dispatcher's smallest eager input)."""
-
-
-class KeyMaker(NamedTuple):
-    """How a slice of a source tensor becomes keys, and what that costs.
-
-    ``make(part, scratch)`` returns the keys of ``part``, writing into ``scratch`` (a buffer of
-    dtype ``scratch_dtype`` at least as long as ``part``) when one is given; ``temp_bytes`` is the
-    bytes per entry of temporaries that takes. ``scratch_dtype`` is ``None`` when no buffer is used.
-    """
-
-    make: Callable[[Tensor, Tensor | None], Tensor]
-    scratch_dtype: torch.dtype | None
-    temp_bytes: int
-
-
-def _same(keys: Tensor, scratch: Tensor | None) -> Tensor:
-    return keys
-
-
-SAME = KeyMaker(_same, None, 1)
-"""The sources are the keys already."""
-
-
-def chunk_size(key_maker: KeyMaker) -> int:
-    """Entries per chunk, so that one chunk's key temporaries take about ``_CHUNK`` bytes."""
-    return max(_CHUNK // key_maker.temp_bytes, 1)
+_GATHER_LIMIT = 32
+"""The bracket may gather at most one entry in this many (12 bytes each: key and position)."""
 
 
 def _chunks(
@@ -71,14 +45,6 @@ def _chunks(
     """Slices of ``size`` entries of ``source`` (and ``ok``), with their spans."""
     spans = [slice(start, start + size) for start in range(0, source.numel(), size)]
     return [(source[span], None if ok is None else ok[span], span) for span in spans]
-
-
-def eligible_count(flat: list[Tensor], allowed: list[Tensor | None]) -> int:
-    """Number of eligible entries (all of a tensor whose eligibility is ``None``)."""
-    return sum(
-        key.numel() if ok is None else int(ok.count_nonzero())
-        for key, ok in zip(flat, allowed, strict=True)
-    )
 
 
 def sorted_sample(
@@ -122,11 +88,13 @@ def _split(
     out: list[Tensor],
     bracket: tuple[int, int],
     key_maker: KeyMaker,
-) -> tuple[int, list[tuple[Tensor, Tensor]], list[Tensor]]:
+) -> tuple[int, list[tuple[Tensor, Tensor]], list[Tensor]] | None:
     """Write ``key > hi`` into the masks; gather the eligible keys in ``[lo, hi]``.
 
     Returns the number of eligible keys above ``hi``, per chunk its mask view and the positions
-    of the keys in ``[lo, hi]`` in it, and those keys (in flat order).
+    of the keys in ``[lo, hi]`` in it, and those keys (in flat order); or ``None`` as soon as the
+    bracket holds more than ``1 / _GATHER_LIMIT`` of the entries (ties, or a sample that missed),
+    where gathering would cost more memory than the masks.
     """
     lo, hi = bracket
     above = []
@@ -140,6 +108,9 @@ def _split(
         else torch.empty(size, dtype=key_maker.scratch_dtype, device=device)
     )
     flags = torch.empty(size, dtype=torch.bool, device=device)
+    gathered, limit = 0, sum(f.numel() for f in flat) // _GATHER_LIMIT
+    if key_dtype(flat, key_maker) != torch.int32:  # no constant-memory kernel for int64 keys
+        limit = sum(f.numel() for f in flat)
     for source, ok, mask in zip(flat, allowed, out, strict=True):
         for chunk, part_ok, span in _chunks(source, ok, size):
             part = key_maker.make(chunk, scratch)
@@ -152,6 +123,9 @@ def _split(
                 within &= part_ok
             above.append(piece.count_nonzero())
             positions = positions_of(within)
+            gathered += positions.numel()
+            if gathered > limit:
+                return None
             spots.append((piece, positions))
             inside.append(part[positions])
     return int(torch.stack(above).sum()), spots, inside
@@ -171,6 +145,14 @@ def positions_of(mask: Tensor) -> Tensor:
     words = mask.view(torch.int64).nonzero().reshape(-1)
     cells = mask.view(-1, 8)[words].nonzero()
     return words[cells[:, 0]] * 8 + cells[:, 1]
+
+
+def _holds(
+    split: tuple[int, list[tuple[Tensor, Tensor]], list[Tensor]], k: int, total: int
+) -> bool:
+    """Whether the ``k``-th smallest key is among the gathered ones."""
+    above, _, parts = split
+    return total - above - sum(part.numel() for part in parts) < k <= total - above
 
 
 def eager_prune_smallest(
@@ -198,13 +180,16 @@ def eager_prune_smallest(
                 mask &= ok
         return [mask.reshape(shape) for mask, shape in zip(out, shapes, strict=True)]
     lo, hi = _bracket(flat, allowed, k, total, key_maker)
-    above, spots, parts = _split(flat, allowed, out, (lo, hi), key_maker)
-    below = total - above - sum(part.numel() for part in parts)
-    if not below < k <= total - above:  # the sample missed: retry on the side the threshold is
-        info = torch.iinfo(parts[0].dtype)
+    split = _split(flat, allowed, out, (lo, hi), key_maker)
+    if split is not None and not _holds(split, k, total):  # the sample missed: retry on its side
+        info = torch.iinfo(split[2][0].dtype)
+        below = total - split[0] - sum(part.numel() for part in split[2])
         lo, hi = (info.min, lo - 1) if k <= below else (hi + 1, info.max)
-        above, spots, parts = _split(flat, allowed, out, (lo, hi), key_maker)
-        below = total - above - sum(part.numel() for part in parts)
+        split = _split(flat, allowed, out, (lo, hi), key_maker)
+    if split is None or not _holds(split, k, total):  # too many to gather: constant memory
+        return [m[0] for m in sweep_prune_smallest(flat, allowed, [k], shapes, key_maker)]
+    above, spots, parts = split
+    below = total - above - sum(part.numel() for part in parts)
     inside = torch.cat(parts)
     t = torch.kthvalue(inside, k - below).values
     keep = inside > t
@@ -219,4 +204,4 @@ def eager_prune_smallest(
     return [mask.reshape(shape) for mask, shape in zip(out, shapes, strict=True)]
 
 
-__all__ = ["SAME", "KeyMaker", "eager_prune_smallest", "eligible_count", "positions_of"]
+__all__ = ["eager_prune_smallest", "positions_of"]

@@ -15,8 +15,8 @@ compare per count and entry (writing the ``B`` masks):
    ``cumsum`` over the ties in flat order keeps those after the first ``k - below``.
 
 Every temporary is chunk-sized or a fixed number of histogram bins, whatever the values: ties,
-layouts or scores that defeat a sample cost no extra memory. int64 keys (float64 scores) take the
-eager kernel once per count.
+layouts or scores that defeat a sample cost no extra memory. Keys must be int32 (scores of at
+most 32 bits); the dispatcher takes int64 keys (float64 scores) one count at a time.
 
 >>> import torch
 >>> sweep_prune_smallest([torch.tensor([3, 1, 1, 2])], [None], [0, 2, 3], [torch.Size([4])])
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from funcprune._select.eager import SAME, KeyMaker, chunk_size, eager_prune_smallest, eligible_count
+from funcprune._select.chunks import SAME, KeyMaker, chunk_size, eligible_count
 
 _BITS = 16
 _BINS = 1 << _BITS
@@ -69,10 +69,6 @@ def sweep_prune_smallest(
     """
     total = eligible_count(flat, allowed)
     ks = [min(max(k, 0), total) for k in counts]
-    sample = key_maker.make(flat[0][:1], None) if flat else None
-    if sample is not None and sample.dtype != torch.int32:
-        per_count = [eager_prune_smallest(flat, allowed, k, shapes, key_maker) for k in ks]
-        return [torch.stack(masks) for masks in zip(*per_count, strict=True)]
     cuts = _cuts(flat, allowed, sorted({k for k in ks if 0 < k < total}), key_maker)
     out = [torch.empty((len(ks), f.numel()), dtype=torch.bool, device=f.device) for f in flat]
     size = chunk_size(key_maker)
