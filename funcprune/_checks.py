@@ -77,12 +77,12 @@ def check_fraction(
     >>> check_fraction("sparsity", 1.5, what="sparsity")
     Traceback (most recent call last):
     ...
-    ValueError: sparsity=1.5 must be a sparsity in [0, 1]
+    ValueError: sparsity=1.5 is not a sparsity in [0, 1]; it must be a float in [0, 1]
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}={value!r} must be {allowed}")
     if not (math.isfinite(float(value)) and 0.0 <= float(value) <= 1.0):
-        raise ValueError(f"{name}={value!r} must be a {what} in [0, 1]")
+        raise ValueError(f"{name}={value!r} is not a {what} in [0, 1]; it must be {allowed}")
     return float(value)
 
 

@@ -129,9 +129,9 @@ def test_empty_and_scalar_parameters() -> None:
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), float("inf")])
 def test_sparsity_out_of_range(bad: float) -> None:
-    with pytest.raises(ValueError, match="must be a fraction in"):
+    with pytest.raises(ValueError, match="is not a fraction in"):
         fp.erk({"w": torch.zeros(2)}, bad)
-    with pytest.raises(ValueError, match="must be a fraction in"):
+    with pytest.raises(ValueError, match="is not a fraction in"):
         fp.uniform({"w": torch.zeros(2)}, bad)
 
 

@@ -255,3 +255,15 @@ def test_only_that_selects_nothing_is_an_error_unless_allowed() -> None:
     assert allowed({}) == {} and method({}) == {}  # no keys at all: nothing to select
     with pytest.raises(TypeError, match="allow_empty must be a bool"):
         fp.only(fp.identity(), include="w", allow_empty=1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("amount", [1.5, -0.5, math.nan, -1])
+def test_compat_errors_suggest_only_what_compat_takes(amount: float) -> None:
+    """compat refuses tensor amounts, so its messages must not offer them."""
+    import funcprune.compat as prune
+
+    with pytest.raises(ValueError, match=r"a float in \[0, 1\] or a non-negative int$") as info:
+        prune.l1_unstructured(torch.nn.Linear(2, 2), "weight", amount)
+    assert "tensor" not in str(info.value)
+    with pytest.raises(TypeError, match="Must be int or float"):
+        prune.l1_unstructured(torch.nn.Linear(2, 2), "weight", torch.tensor(0.5))

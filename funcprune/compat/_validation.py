@@ -21,6 +21,8 @@ from funcprune.methods._amount import check_amount, units_to_prune
 TorchAmount = int | float
 """What torch accepts as an amount: a Python (or numpy) real number; ``bool`` counts as an int."""
 
+_ALLOWED = "a float in [0, 1] or a non-negative int"
+
 Norm = int | float | str | None
 """A norm order as :func:`torch.norm`'s ``p`` takes it."""
 
@@ -42,7 +44,7 @@ def _validate_pruning_amount_init(amount: object) -> None:
     >>> _validate_pruning_amount_init(1.5)
     Traceback (most recent call last):
     ...
-    ValueError: amount=1.5 is not a fraction in [0, 1]; expected a float in [0, 1], a non-negative int, or a 0-d floating tensor in [0, 1]
+    ValueError: amount=1.5 is not a fraction in [0, 1]; it must be a float in [0, 1] or a non-negative int
     """
     if not isinstance(amount, numbers.Real):
         raise TypeError(
@@ -50,7 +52,7 @@ def _validate_pruning_amount_init(amount: object) -> None:
             "torch.nn.utils.prune, takes Python numbers; the pure API also takes 0-d tensors)."
         )
     if isinstance(amount, numbers.Integral) or not math.isnan(float(amount)):
-        check_amount(_canonical(amount))  # type: ignore[arg-type]
+        check_amount(_canonical(amount), allowed=_ALLOWED)  # type: ignore[arg-type]
 
 
 def count_to_prune(

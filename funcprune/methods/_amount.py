@@ -10,20 +10,22 @@ rounded half-to-even like Python's ``round`` (torch's rule), or a non-negative `
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import torch
 from torch import Tensor
 
+from funcprune._checks import check_fraction
 from funcprune._tensors import concrete_int, is_concrete
 from funcprune.types import Amount
 
 _ALLOWED = "a float in [0, 1], a non-negative int, or a 0-d floating tensor in [0, 1]"
 
 
-def check_amount(amount: object) -> Amount:
+def check_amount(amount: object, *, allowed: str = _ALLOWED) -> Amount:
     """Validate ``amount`` when a method is built; return it in canonical form.
+
+    ``allowed`` describes what the caller accepts, for messages (compat takes no tensors).
 
     Raises:
         TypeError: for a bool, a string, a non-0-d or non-floating tensor, or any other type.
@@ -37,32 +39,26 @@ def check_amount(amount: object) -> Amount:
     ValueError: amount=-1 is a negative count; expected a float in [0, 1], a non-negative int, or a 0-d floating tensor in [0, 1]
     """
     if isinstance(amount, bool):
-        raise TypeError(f"amount={amount!r} is a bool; expected {_ALLOWED}")
+        raise TypeError(f"amount={amount!r} is a bool; expected {allowed}")
     if isinstance(amount, Tensor):
         if amount.dim() != 0 or not amount.is_floating_point() or amount.layout != torch.strided:
             raise TypeError(
                 f"amount is a tensor of shape {tuple(amount.shape)}, dtype {amount.dtype} and "
-                f"layout {amount.layout}; expected {_ALLOWED} (use an int for a count)"
+                f"layout {amount.layout}; expected {allowed} (use an int for a count)"
             )
         amount = (
             amount.detach().clone()
         )  # a snapshot: later edits to the caller's tensor are not seen
         if is_concrete(amount):
-            _check_fraction(float(amount))
+            check_fraction("amount", float(amount), allowed=allowed)
         return amount
     if isinstance(amount, numbers.Integral):
         if amount < 0:
-            raise ValueError(f"amount={amount} is a negative count; expected {_ALLOWED}")
+            raise ValueError(f"amount={amount} is a negative count; expected {allowed}")
         return int(amount)
     if isinstance(amount, numbers.Real):
-        _check_fraction(float(amount))
-        return float(amount)
-    raise TypeError(f"amount={amount!r} has type {type(amount).__name__}; expected {_ALLOWED}")
-
-
-def _check_fraction(value: float) -> None:
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"amount={value} is not a fraction in [0, 1]; expected {_ALLOWED}")
+        return check_fraction("amount", float(amount), allowed=allowed)
+    raise TypeError(f"amount={amount!r} has type {type(amount).__name__}; expected {allowed}")
 
 
 def units_to_prune(
