@@ -25,8 +25,8 @@ from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
 from funcprune._checks import (
-    KeyMismatchError,
     check_floating,
+    check_known_keys,
     check_params,
     check_tensor_dict,
     check_tensor_mapping,
@@ -290,9 +290,7 @@ def wanda(params: Params, norms: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """
     check_params(params)
     check_tensor_mapping("norms", norms)
-    unknown = sorted(k for k in norms if k not in params)
-    if unknown:
-        raise KeyMismatchError(f"norms has keys that are not parameters: {unknown}")
+    check_known_keys("norms", norms, params)
     bad = sorted(
         f"{k!r}: weight {tuple(params[k].shape)}, norms {tuple(n.shape)}"
         for k, n in norms.items()

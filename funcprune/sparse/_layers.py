@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from funcprune._checks import KeyMismatchError, check_masks, check_params
+from funcprune._checks import check_known_keys, check_masks, check_params
 from funcprune.io import finalize
 from funcprune.types import Params
 
@@ -81,9 +81,7 @@ def finalized_copy(model: nn.Module, params: Params, masks: Mapping[str, Tensor]
     check_params(params)
     check_masks(params, masks)
     own = dict(model.named_parameters())
-    unknown = sorted(k for k in params if k not in own)
-    if unknown:
-        raise KeyMismatchError(f"params has keys that are not parameters of the model: {unknown}")
+    check_known_keys("params", params, own)
     mismatched = sorted(
         f"{k!r}: {tuple(v.shape)} vs model {tuple(own[k].shape)}"
         for k, v in params.items()
