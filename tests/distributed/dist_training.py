@@ -35,6 +35,9 @@ def fsdp_trains_like_one_process() -> None:
     method = fp.chain(fp.global_unstructured(0.4), fp.random_unstructured(0.2, seed=1))
     masks = method(params)
     ref_masks = method({k: p.detach() for k, p in ref_params.items()})
+    copies = {k: p.detach() for k, p in params.items()}
+    with pytest.raises(ValueError, match=r"masks the module's own parameters"):
+        fp.masked_call(model, copies, masks, torch.zeros(1, 6))
     assert _full(masks).keys() == ref_masks.keys()
     assert all(torch.equal(_full(masks)[k], ref_masks[k]) for k in ref_masks)
     for make, hooked in (
