@@ -242,7 +242,20 @@ def main() -> None:
         "--out", default="docs/shrink_zoo.md", help="Markdown output (whole zoo only)"
     )
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per model")
+    parser.add_argument("--merge", nargs="+", help="only write the table from these JSON-line logs")
     args = parser.parse_args()
+    if args.merge:
+        found = {}
+        for log in args.merge:
+            for line in Path(log).read_text().splitlines():
+                if line.startswith("{"):
+                    row = json.loads(line)
+                    found[row["model"]] = row
+        order = [*_torchvision_names(), *OTHERS]
+        Path(args.out).write_text(
+            table(sorted(found.values(), key=lambda r: order.index(r["model"])))
+        )
+        return
     names = args.models or sorted(
         [*_torchvision_names(), *OTHERS],
         key=lambda n: (n in LAST, LAST.index(n) if n in LAST else 0),
