@@ -23,7 +23,10 @@ from funcprune._tensors import is_concrete
 
 
 def _same(a: object, b: object) -> bool:
-    """Field equality: tensors by metadata and contents, tuples item by item, the rest by ``==``."""
+    """Field equality: tensors by metadata and contents, tuples item by item, the rest by ``==``.
+
+    A tensor that cannot be read (batched under ``vmap``, traced, ``meta``) equals only itself.
+    """
     if isinstance(a, Tensor) or isinstance(b, Tensor):
         if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
             return False
