@@ -87,7 +87,17 @@ def _make_fx(model: nn.Module, args: tuple[object, ...], why: str) -> Captured:
     def call(tensors: list[torch.Tensor], *inputs: object) -> object:
         return functional_call(model, dict(zip(keys, tensors, strict=True)), inputs)
 
-    graph_module = make_fx(call, pre_dispatch=True)([*params.values(), *buffers.values()], *args)
+    try:
+        graph_module = make_fx(call, pre_dispatch=True)(
+            [*params.values(), *buffers.values()], *args
+        )
+    except Exception as error:
+        raise RuntimeError(
+            f"channel_groups cannot capture the model: torch.export failed with {why}, and "
+            f"torch.fx's make_fx with {type(error).__name__}: {str(error).splitlines()[0]}. "
+            "Data-dependent Python control flow is the usual cause; capture a submodule without "
+            "it, or rewrite the branch with torch.cond"
+        ) from error
     placeholders = [n.name for n in graph_module.graph.nodes if n.op == "placeholder"]
     names = dict(zip(placeholders, keys, strict=False))
     return Captured(

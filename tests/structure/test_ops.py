@@ -195,3 +195,28 @@ def test_wrong_mask_keys_and_shapes() -> None:
         shrink(model, params, {"nope": torch.ones(2, dtype=torch.bool)}, (torch.zeros(1, 2),))
     with pytest.raises(ValueError, match="bool tensor of shape"):
         shrink(model, params, {"bias": torch.ones(3, dtype=torch.bool)}, (torch.zeros(1, 2),))
+
+
+def test_make_fx_fallback_finds_the_same_groups() -> None:
+    from funcprune.structure._capture import _make_fx, capture
+    from funcprune.structure.groups import groups_of
+
+    model, x = randomize(CatSplit()).eval(), _image(3, 5)
+    exported = groups_of(capture(model, (x,)))
+    traced = groups_of(_make_fx(model, (x,), "forced"))
+    assert "make_fx" in traced.tracer
+    assert traced.groups == exported.groups
+
+
+def test_uncapturable_model_says_why() -> None:
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.a(x)
+            return h * 2 if h.sum() > 0 else h
+
+    with pytest.raises(RuntimeError, match="cannot capture the model.*torch.cond"):
+        channel_groups(Branchy(), (torch.randn(2, 4),))
