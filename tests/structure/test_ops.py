@@ -218,5 +218,5 @@ def test_uncapturable_model_says_why() -> None:
             h = self.a(x)
             return h * 2 if h.sum() > 0 else h
 
-    with pytest.raises(RuntimeError, match="cannot capture the model.*torch.cond"):
+    with pytest.raises(RuntimeError, match=r"cannot capture the model.*torch\.cond"):
         channel_groups(Branchy(), (torch.randn(2, 4),))
