@@ -32,7 +32,15 @@ def machine() -> list[str]:
 
 
 def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:,.1f}"
+    return "-" if seconds != seconds else f"{seconds * 1e3:,.1f}"  # NaN: not measured
+
+
+def _ratio(r: Result) -> str:
+    if r.ratio_name == "speedup":
+        return f"{r.ratio:.1f}x"
+    if r.ratio_name == "B/param":
+        return f"{r.ratio:.2f} B/param"
+    return f"{r.ratio:.3f}x"
 
 
 def rows(results: list[Result]) -> list[list[str]]:
@@ -53,7 +61,7 @@ def rows(results: list[Result]) -> list[list[str]]:
             _ms(r.ours.median),
             r.baseline_name,
             _ms(r.baseline.median),
-            f"{r.ratio:.1f}x" if r.ratio_name == "speedup" else f"{r.ratio:.3f}x",
+            _ratio(r),
             r.target,
             "yes" if r.met else "NO",
             f"{r.ours.median / r.floor:.1f}" if r.floor else "-",
@@ -131,6 +139,8 @@ def markdown(results: list[Result], scale: Scaling | None, command: str, png: st
         spread = f"funcprune {_ms(r.ours.low)}-{_ms(r.ours.high)} ms over {r.ours.repeats} runs"
         base = f"{r.baseline_name} {_ms(r.baseline.low)}-{_ms(r.baseline.high)} ms over {r.baseline.repeats}"
         lines.append(f"- **{r.workload}**: range {spread}; {base}")
+    for title, page in _OTHER_PAGES:
+        lines.extend(["", f"## {title}", "", *_included(ROOT / "docs" / page, page)])
     if scale is not None:
         lines.extend(
             [
@@ -145,6 +155,24 @@ def markdown(results: list[Result], scale: Scaling | None, command: str, png: st
         if png:
             lines.extend(["", f"![scaling]({png})"])
     return "\n".join(lines) + "\n"
+
+
+ROOT = Path(__file__).resolve().parent.parent
+_OTHER_PAGES = [
+    ("Channel pruning (shrink)", "shrink_zoo.md"),
+    ("Sparse inference", "sparse_inference.md"),
+]
+"""Sections filled from pages that other benchmark scripts write (run by hand: they take long)."""
+
+
+def _included(path: Path, page: str) -> list[str]:
+    """The page's text without its title, its headings one level down; a pointer if missing."""
+    if not path.exists():
+        return [f"Not generated yet: the script that writes `docs/{page}` has not been run."]
+    lines = path.read_text().splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    return [f"#{line}" if line.startswith("#") else line for line in lines]
 
 
 def plot(scale: Scaling, path: Path) -> None:

@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     .venv/bin/python -m benchmarks.run            # full run, a few minutes
-    .venv/bin/python -m benchmarks.run --quick    # fewer repeats, smaller scaling sweep
+    .venv/bin/python -m benchmarks.run --quick    # fewer repeats and models (a few minutes)
     .venv/bin/python -m benchmarks.run --only l1 sweep --no-docs
 """
 
@@ -18,21 +18,42 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import report, workloads
+from benchmarks import real_models, report, workloads
 from benchmarks.workloads import Result
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ["global", "l1", "sweep", "step", "compiled", "scaling"]
+NAMES = [
+    "global",
+    "l1",
+    "sweep",
+    "step",
+    "compiled",
+    "models",
+    "training",
+    "forward",
+    "load",
+    "memory",
+    "many",
+    "first",
+    "scaling",
+]
 
 
-def _plan(quick: bool) -> dict[str, Callable[[], Result]]:
+def _plan(quick: bool) -> dict[str, Callable[[], list[Result]]]:
     fast, slow = (5, 1) if quick else (9, 3)
     return {
-        "global": lambda: workloads.global_gpt2(fast, slow, memory=True),
-        "l1": lambda: workloads.l1_square(fast, slow),
-        "sweep": lambda: workloads.sweep(fast, slow),
-        "step": lambda: workloads.train_step(10 if quick else 30),
-        "compiled": lambda: workloads.train_step_compiled(10 if quick else 30),
+        "global": lambda: [workloads.global_gpt2(fast, slow, memory=True)],
+        "l1": lambda: [workloads.l1_square(fast, slow)],
+        "sweep": lambda: [workloads.sweep(fast, slow)],
+        "step": lambda: [workloads.train_step(10 if quick else 30)],
+        "compiled": lambda: [workloads.train_step_compiled(10 if quick else 30)],
+        "models": lambda: real_models.real_models(quick),
+        "training": lambda: real_models.training(quick),
+        "forward": lambda: [real_models.masked_forward(quick)],
+        "load": lambda: real_models.under_load(quick),
+        "memory": real_models.memory,
+        "many": lambda: real_models.many_keys(quick),
+        "first": real_models.first_call,
     }
 
 
@@ -56,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         if name in args.only:
             print(f"running {name} ...", file=sys.stderr, flush=True)
             load = os.getloadavg()[0]
-            result = run()
-            result.notes.append(f"1-minute load average when it started: {load:.2f}")
-            results.append(result)
+            for result in run():
+                result.notes.append(f"1-minute load average when it started: {load:.2f}")
+                results.append(result)
     scale = None
     if "scaling" in args.only:
         print("running scaling ...", file=sys.stderr, flush=True)

@@ -35,7 +35,7 @@ from funcprune._select.sweep import sweep_prune_smallest
 
 _SAMPLE = 1 << 16
 """Sampled entries used to bracket the threshold (also the dispatcher's smallest eager input)."""
-_GATHER_LIMIT = 32
+_GATHER_LIMIT = 64
 """The bracket may gather at most one entry in this many (12 bytes each: key and position)."""
 
 
@@ -122,10 +122,10 @@ def _split(
                 piece &= part_ok
                 within &= part_ok
             above.append(piece.count_nonzero())
-            positions = positions_of(within)
-            gathered += positions.numel()
-            if gathered > limit:
+            gathered += int(within.count_nonzero())
+            if gathered > limit:  # checked before gathering: a dense chunk never gets gathered
                 return None
+            positions = positions_of(within)
             spots.append((piece, positions))
             inside.append(part[positions])
     return int(torch.stack(above).sum()), spots, inside
@@ -187,6 +187,8 @@ def eager_prune_smallest(
         lo, hi = (info.min, lo - 1) if k <= below else (hi + 1, info.max)
         split = _split(flat, allowed, out, (lo, hi), key_maker)
     if split is None or not _holds(split, k, total):  # too many to gather: constant memory
+        split = None  # its chunk views hold the masks: free them before sweep makes its own
+        out.clear()
         return [m[0] for m in sweep_prune_smallest(flat, allowed, [k], shapes, key_maker)]
     above, spots, parts = split
     below = total - above - sum(part.numel() for part in parts)

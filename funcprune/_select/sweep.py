@@ -71,7 +71,7 @@ def sweep_prune_smallest(
     ks = [min(max(k, 0), total) for k in counts]
     cuts = _cuts(flat, allowed, sorted({k for k in ks if 0 < k < total}), key_maker)
     out = [torch.empty((len(ks), f.numel()), dtype=torch.bool, device=f.device) for f in flat]
-    size = chunk_size(key_maker)
+    size = _sweep_chunk(key_maker)
     scratch = _scratch(flat, key_maker, size)
     ties_before = [0] * len(ks)
     for source, ok, masks in zip(flat, allowed, out, strict=True):
@@ -90,6 +90,12 @@ def sweep_prune_smallest(
     return [masks.reshape(len(ks), *shape) for masks, shape in zip(out, shapes, strict=True)]
 
 
+def _sweep_chunk(key_maker: KeyMaker) -> int:
+    """Entries per chunk: a quarter of the eager kernel's, as a chunk here holds several
+    temporaries per entry (digits, and int64 histogram slots)."""
+    return max(chunk_size(key_maker) // 4, 1)
+
+
 def _scratch(flat: list[Tensor], key_maker: KeyMaker, size: int) -> Tensor | None:
     if key_maker.scratch_dtype is None or not flat:
         return None
@@ -104,7 +110,7 @@ def _chunks_of(
 
     The keys of a chunk may live in a scratch buffer that the next chunk overwrites.
     """
-    size = chunk_size(key_maker)
+    size = _sweep_chunk(key_maker)
     scratch = _scratch(flat, key_maker, size)
     for source, ok in zip(flat, allowed, strict=True):
         for start in range(0, source.numel(), size):
@@ -114,7 +120,7 @@ def _chunks_of(
 
 def _top_bins(part: Tensor, ok: Tensor | None) -> Tensor:
     """The signed top digit of each key as a bin in [0, 65536); ineligible keys in ``_OUTSIDE``."""
-    top = (part >> _BITS) + (_BINS >> 1)
+    top = (part >> _BITS).add_(_BINS >> 1)
     return top if ok is None else top.masked_fill_(~ok, _OUTSIDE)
 
 
