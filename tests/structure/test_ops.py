@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from funcprune.structure import ChannelGroups, channel_groups, shrink
@@ -220,3 +222,48 @@ def test_uncapturable_model_says_why() -> None:
 
     with pytest.raises(RuntimeError, match=r"cannot capture the model.*torch\.cond"):
         channel_groups(Branchy(), (torch.randn(2, 4),))
+
+
+class RandomNet(nn.Module):
+    """A stack of (grouped) convs with optional batch norm and residual adds, then a classifier."""
+
+    def __init__(
+        self, widths: list[int], groups: list[int], norms: list[bool], skips: list[bool]
+    ) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, widths[0], 1)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(w, w, 3, padding=1, groups=g) for w, g in zip(widths, groups, strict=True)
+        )
+        self.norms = nn.ModuleList(
+            nn.BatchNorm2d(w) if n else nn.Identity() for w, n in zip(widths, norms, strict=True)
+        )
+        self.skips = skips
+        self.head = nn.Linear(widths[0] * 9, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for conv, norm, skip in zip(self.convs, self.norms, self.skips, strict=True):
+            y = torch.relu(norm(conv(x)))
+            x = x + y if skip else y
+        return self.head(x.flatten(1))
+
+
+@st.composite
+def random_nets(draw: st.DrawFn) -> RandomNet:
+    depth = draw(st.integers(1, 3))
+    base = draw(st.sampled_from([4, 6, 8]))
+    divisors = [g for g in (1, 2, base) if base % g == 0]
+    groups = [draw(st.sampled_from(divisors)) for _ in range(depth)]
+    norms = [draw(st.booleans()) for _ in range(depth)]
+    skips = [draw(st.booleans()) for _ in range(depth)]
+    return RandomNet([base] * depth, groups, norms, skips)
+
+
+@settings(max_examples=12)
+@given(random_nets(), st.sampled_from([0.25, 0.5, 1.0]), st.integers(0, 100))
+def test_random_conv_stacks_shrink_to_the_masked_model(
+    net: RandomNet, amount: float, seed: int
+) -> None:
+    torch.manual_seed(seed)
+    prune_and_shrink(randomize(net, seed), (_image(3, 3),), amount)
