@@ -19,7 +19,7 @@ import gc
 import json
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -186,8 +186,8 @@ def _fmt(n: object, scale: float, unit: str) -> str:
     return f"{n / scale:.2f}{unit}" if isinstance(n, int) else "-"
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    """The Markdown page."""
+def table(rows: list[dict[str, Any]], missing: Sequence[str] = ()) -> str:
+    """The Markdown page; ``missing`` names the models of the zoo that were not run."""
     tv = [r for r in rows if "/" not in r["model"]]
     ok = sum(r["status"] == "OK" for r in tv)
     lines = [
@@ -199,9 +199,10 @@ def table(rows: list[dict[str, Any]]) -> str:
         "output is compared with `masked_call` on a fresh input (not the example input used for",
         f"capture). OK means {TOLERANCE}. MACs are FlopCounterMode FLOPs / 2, at the input shown.",
         "",
-        f"**torchvision classification: {ok} of {len(tv)} OK ({100 * ok / max(len(tv), 1):.1f}%).**",
+        f"**torchvision classification: {ok} of {len(tv)} run OK ({100 * ok / max(len(tv), 1):.1f}%).**",
         "No model came out silently different: `shrink` checks itself and raises instead.",
         "",
+        *([f"Not run in this session (time): {', '.join(missing)}.", ""] if missing else []),
         "| model | input | groups | params before | params after | MACs before | MACs after | max abs diff | result |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
