@@ -101,6 +101,13 @@ class _Lists(NamedTuple):
             return list(torch._foreach_add(xs, ys, alpha=alpha))
         return [x.add(y, alpha=alpha) for x, y in zip(xs, ys, strict=True)]
 
+    def add_(self, xs: list[Tensor], ys: list[Tensor], alpha: float) -> list[Tensor]:
+        """``x + alpha * y``."""
+        if self.fused:
+            torch._foreach_add_(xs, ys, alpha=alpha)
+            return xs
+        return self.add(xs, ys, alpha)
+
     def scale(self, xs: list[Tensor], factor: float) -> list[Tensor]:
         if self.fused:
             return list(torch._foreach_mul(xs, factor))
@@ -114,11 +121,6 @@ class _Lists(NamedTuple):
     def sqrt(self, xs: list[Tensor]) -> list[Tensor]:
         return list(torch._foreach_sqrt(xs)) if self.fused else [x.sqrt() for x in xs]
 
-    def sub(self, xs: list[Tensor], ys: list[Tensor]) -> list[Tensor]:
-        if self.fused:
-            return list(torch._foreach_sub(xs, ys))
-        return [x - y for x, y in zip(xs, ys, strict=True)]
-
     def addcmul_(self, xs: list[Tensor], ys: list[Tensor], value: float) -> list[Tensor]:
         """``x + value * y * y``."""
         if self.fused:
@@ -129,7 +131,8 @@ class _Lists(NamedTuple):
     def adam_update_(
         self, denom: list[Tensor], exp_avg: list[Tensor], c2: Tensor, eps: float, size: Tensor
     ) -> list[Tensor]:
-        """``size * exp_avg / (denom / c2 + eps)``, written into ``denom`` when fused."""
+        """``size * exp_avg / (denom / c2 + eps)``, written into ``denom`` when fused (pass a
+        negative ``size`` for the step to add)."""
         if self.fused:
             torch._foreach_div_(denom, c2)
             torch._foreach_add_(denom, eps)
@@ -217,13 +220,12 @@ class SGD(Value):
         old = [state.momentum[key] for key in keys] if self.momentum else []
         lists = _lists(ps, gs, list(masks.values()), old)
         keeps = _keeps(params, masks)
-        d_p = lists.mask_(
-            lists.add(gs, ps, self.weight_decay) if self.weight_decay else lists.scale(gs, 1.0),
-            keeps,
-        )
+        d_p = lists.add(gs, ps, self.weight_decay) if self.weight_decay else gs
+        if any(keep is not None for keep in keeps):  # masked in a fresh copy, never in grads
+            d_p = lists.mask_(d_p if self.weight_decay else lists.scale(d_p, 1.0), keeps)
         buffers: list[Tensor] = []
         if self.momentum:
-            buffers = lists.add(lists.scale(old, self.momentum), d_p, 1 - self.dampening)
+            buffers = lists.add_(lists.scale(old, self.momentum), d_p, 1 - self.dampening)
             if self.dampening:  # torch starts the buffer at d_p, undamped
                 first = state.steps == 0
                 buffers = [torch.where(first, d, b) for d, b in zip(d_p, buffers, strict=True)]
@@ -286,9 +288,8 @@ class Adam(Value):
         moments = [state.exp_avg[key] for key in keys], [state.exp_avg_sq[key] for key in keys]
         lists = _lists(ps, gs, list(masks.values()), *moments)
         keeps = _keeps(params, masks)
-        if self.weight_decay and self.decoupled_weight_decay:
-            ps = lists.scale(ps, 1 - self.lr * self.weight_decay)
-        elif self.weight_decay:
+        decay = 1 - self.lr * self.weight_decay if self.decoupled_weight_decay else 1.0
+        if self.weight_decay and not self.decoupled_weight_decay:
             gs = lists.add(gs, ps, self.weight_decay)
         if any(keep is not None for keep in keeps):
             fresh = self.weight_decay and not self.decoupled_weight_decay
@@ -301,9 +302,9 @@ class Adam(Value):
             exp_avg,
             correction2_sqrt,
             self.eps,
-            self.lr / correction1,
+            -self.lr / correction1,
         )
-        new_params = lists.mask_(lists.sub(ps, update), keeps)
+        new_params = lists.mask_(lists.add_(update, ps, decay), keeps)  # decay * p - step
         return dict(zip(keys, new_params, strict=True)), AdamState(
             steps, dict(zip(keys, exp_avg, strict=True)), dict(zip(keys, exp_avg_sq, strict=True))
         )
