@@ -253,9 +253,8 @@ def main() -> None:
                     row = json.loads(line)
                     found[row["model"]] = row
         order = [*_torchvision_names(), *OTHERS]
-        Path(args.out).write_text(
-            table(sorted(found.values(), key=lambda r: order.index(r["model"])))
-        )
+        rows = sorted(found.values(), key=lambda r: order.index(r["model"]))
+        Path(args.out).write_text(table(rows, [n for n in order if n not in found]))
         return
     names = args.models or sorted(
         [*_torchvision_names(), *OTHERS],
