@@ -1,0 +1,26 @@
+"""check_masks_agree's boundary checks, in one process (the multi-rank cases run in dist_training)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import funcprune.distributed as fpd
+
+
+def test_one_process_agrees_with_itself() -> None:
+    assert (
+        fpd.check_masks_agree(
+            {"w": torch.tensor([True, False]), "b": torch.ones(0, dtype=torch.bool)}
+        )
+        is None
+    )
+
+
+def test_bad_masks_are_type_errors_naming_keys() -> None:
+    with pytest.raises(TypeError, match="mapping"):
+        fpd.check_masks_agree([torch.ones(2, dtype=torch.bool)])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"not at keys \['a', 'c'\]"):
+        fpd.check_masks_agree(
+            {"a": torch.ones(2), "b": torch.ones(2, dtype=torch.bool), "c": "x"}  # type: ignore[dict-item]
+        )
