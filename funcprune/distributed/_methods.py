@@ -235,7 +235,9 @@ def _check_groups_local(
         dim = method.dim % len(s.layout.shape)
         if s.layout.offset[dim] % method.m or s.layout.local_shape[dim] % method.m:
             cut.append(s.key)
-    flags = torch.tensor([s.key in cut for s in shards], dtype=torch.int64)
+    flags = torch.tensor(
+        [s.key in cut for s in shards], dtype=torch.int64, device=shards[0].param.device
+    )
     dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=group)
     split = [s.key for s, flag in zip(shards, flags.tolist(), strict=True) if flag]
     if split:
@@ -266,7 +268,8 @@ def _eligible_totals(problems: list[list[_Shard]], group: dist.ProcessGroup | No
         )
         for problem in problems
     ]
-    totals = torch.tensor(local, dtype=torch.int64)
+    device = problems[0][0].param.device  # NCCL reduces device tensors only
+    totals = torch.tensor(local, dtype=torch.int64, device=device)
     dist.all_reduce(totals, group=group)
     return [int(t) for t in totals.tolist()]
 
@@ -379,7 +382,11 @@ def _structured(
             others = tuple(d for d in range(len(s.layout.shape)) if d != dim)
             local_alive = s.survivors.any(dim=others).to(torch.int32)
             alive = _slice_vector(s, dim, start, local_alive, dist.ReduceOp.MAX, group).bool()
-        remaining = torch.tensor(s.layout.shape[dim]) if alive is None else alive.sum()
+        remaining = (
+            torch.tensor(s.layout.shape[dim], device=s.param.device)
+            if alive is None
+            else alive.sum()
+        )
         try:
             unit = f"slices along dim {dim}"
             count = units_to_prune(method.amount, remaining, key=s.key, unit=unit)
