@@ -293,3 +293,61 @@ def test_state_of_other_params_is_a_key_error(
     grads = {k: torch.ones_like(p) for k, p in params.items()}
     with pytest.raises(KeyError, match=r"state lacks keys \['b'\]; .* init\(params\)"):
         opt.step(params, grads, opt.init({"a": params["a"]}))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("helper", ["masked_step", "keep_pruned"])
+@pytest.mark.parametrize("make", [torch.optim.AdamW, torch.optim.SGD, torch.optim.Adamax])
+def test_pruned_entries_stay_zero_when_weights_state_or_masks_change_between_steps(
+    helper: str, make: type[torch.optim.Optimizer]
+) -> None:
+    """The helpers skip re-zeroing only what no one touched since their last step: a weight
+    written in place, a new mask object, a state reset or a closure each force it again."""
+    gen = torch.Generator().manual_seed(0)
+    w = nn.Parameter(torch.randn(6, 4, generator=gen))
+    kwargs = {"momentum": 0.9} if make is torch.optim.SGD else {}
+    opt = make([w], lr=0.1, **kwargs)  # type: ignore[arg-type]
+    masks = {"w": torch.rand(6, 4, generator=gen) > 0.5}
+    handle = fp.keep_pruned(opt, {"w": w}, masks) if helper == "keep_pruned" else None
+
+    def step(current: dict[str, torch.Tensor], closure: bool = False) -> None:
+        def loss() -> torch.Tensor:
+            opt.zero_grad()
+            value = (w * torch.randn(6, 4, generator=gen)).sum()
+            value.backward()  # type: ignore[no-untyped-call]
+            return value
+
+        if not closure:
+            loss()
+        if handle is None:
+            fp.masked_step(opt, {"w": w}, current, loss if closure else None)
+        else:
+            opt.step(loss) if closure else opt.step()  # type: ignore[no-untyped-call]
+
+    def assert_zero(current: dict[str, torch.Tensor]) -> None:
+        pruned = ~current["w"]
+        assert torch.all(w.detach()[pruned] == 0)
+        for name, value in opt.state[w].items():
+            if isinstance(value, torch.Tensor) and value.shape == w.shape:
+                assert torch.all(value[pruned] == 0), name
+
+    for _ in range(2):
+        step(masks)
+        assert_zero(masks)
+    with torch.no_grad():
+        w.add_(1.0)  # in place: the helpers must notice
+    step(masks)
+    assert_zero(masks)
+    for buffer in opt.state[w].values():
+        if isinstance(buffer, torch.Tensor) and buffer.shape == w.shape:
+            with torch.no_grad():
+                buffer.add_(1.0)
+    step(masks)
+    assert_zero(masks)
+    step(masks, closure=True)  # the closure recomputes unmasked gradients
+    assert_zero(masks)
+    if handle is None:  # a new, sparser mask object
+        sparser = {"w": masks["w"] & (torch.rand(6, 4, generator=gen) > 0.5)}
+        step(sparser)
+        assert_zero(sparser)
+    else:
+        handle.remove()

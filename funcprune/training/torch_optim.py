@@ -6,6 +6,12 @@ the pruned gradients, steps, then zeroes the pruned weights and every per-entry 
 (momentum buffers, Adam moments); :func:`keep_pruned` does the same from the optimizer's own step
 hooks, for training loops you do not write yourself.
 
+Zeroing costs a pass over each tensor, so the helpers remember what they zeroed: for optimizers
+whose step keeps zero entries zero when the gradient is zero (SGD, Adam, AdamW, NAdam, RAdam,
+Adagrad, RMSprop, Adadelta), a later step zeroes only the gradients, unless the weight, a state
+tensor or the mask was written or replaced since (tensor version counters), or a closure
+recomputes the gradients. Other optimizers are zeroed after every step.
+
 >>> import torch, funcprune as fp
 >>> w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
 >>> opt = torch.optim.SGD([w], lr=0.1, momentum=0.9, weight_decay=0.1)
@@ -20,8 +26,9 @@ hooks, for training loops you do not write yourself.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -70,17 +77,87 @@ def _mask_grads(params: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> No
     _zero_pruned([(grad, mask) for grad, mask in grads if grad is not None])
 
 
-def _mask_weights_and_state(
+_ZERO_PRESERVING = (
+    torch.optim.SGD,
+    torch.optim.Adam,
+    torch.optim.AdamW,
+    torch.optim.NAdam,
+    torch.optim.RAdam,
+    torch.optim.Adagrad,
+    torch.optim.RMSprop,
+    torch.optim.Adadelta,
+)
+"""Optimizers whose step leaves an entry and its state at exactly zero when its gradient, weight
+and state entries are zero (every update is a product with the gradient or the state)."""
+
+
+class _Zeroed(NamedTuple):
+    """A parameter whose pruned weight and state entries were zero at the end of a masked step:
+    the mask used (held, so that its identity stays unique), then the versions of the mask, the
+    weight and each state tensor (held weakly), in the optimizer's state order."""
+
+    mask: Tensor
+    versions: tuple[int, ...]
+    state: tuple[weakref.ref[Tensor], ...]
+
+
+_ZEROED: weakref.WeakKeyDictionary[Optimizer, dict[int, _Zeroed]] = weakref.WeakKeyDictionary()
+"""Per optimizer and parameter id: what :class:`_Zeroed` recorded at its last masked step."""
+
+
+def _state_tensors(optimizer: Optimizer, param: Tensor) -> list[Tensor]:
+    return [
+        value
+        for name, value in optimizer.state.get(param, {}).items()
+        if name != "step" and isinstance(value, Tensor) and value.shape == param.shape
+    ]
+
+
+def _record(optimizer: Optimizer, param: Tensor, mask: Tensor) -> _Zeroed:
+    state = _state_tensors(optimizer, param)
+    versions = (mask._version, param._version, *(t._version for t in state))
+    return _Zeroed(mask, versions, tuple(weakref.ref(t) for t in state))
+
+
+def _still_zeroed(optimizer: Optimizer, param: Tensor, mask: Tensor) -> bool:
+    """Whether nothing touched ``param``, its state or ``mask`` since its last masked step."""
+    known = _ZEROED.get(optimizer, {}).get(id(param))
+    if known is None or known.mask is not mask:
+        return False
+    now = _record(optimizer, param, mask)
+    same_state = len(now.state) == len(known.state) and all(
+        old() is new() for old, new in zip(known.state, now.state, strict=True)
+    )
+    return same_state and now.versions == known.versions
+
+
+def _untouched(
     optimizer: Optimizer, params: Mapping[str, Tensor], masks: Mapping[str, Tensor]
+) -> set[str]:
+    """Keys whose pruned weight and state entries are known to be zero before this step, for an
+    optimizer that keeps them zero given zero gradients (checked before the step runs)."""
+    if type(optimizer) not in _ZERO_PRESERVING:
+        return set()
+    return {key for key, mask in masks.items() if _still_zeroed(optimizer, params[key], mask)}
+
+
+def _mask_weights_and_state(
+    optimizer: Optimizer,
+    params: Mapping[str, Tensor],
+    masks: Mapping[str, Tensor],
+    untouched: set[str],
 ) -> None:
-    pairs = []
+    """Zero the pruned weight and state entries, except for ``untouched`` keys (the step kept
+    them zero), and record every key as zeroed."""
+    pairs: list[tuple[Tensor, Tensor]] = []
     for key, mask in masks.items():
-        param = params[key]
-        pairs.append((param, mask))
-        for name, value in optimizer.state.get(param, {}).items():
-            if name != "step" and isinstance(value, Tensor) and value.shape == param.shape:
-                pairs.append((value, mask))
+        if key not in untouched:
+            param = params[key]
+            pairs.extend((t, mask) for t in [param, *_state_tensors(optimizer, param)])
     _zero_pruned(pairs)
+    zeroed = _ZEROED.setdefault(optimizer, {})
+    for key, mask in masks.items():
+        zeroed[id(params[key])] = _record(optimizer, params[key], mask)
 
 
 def masked_step(
@@ -118,9 +195,10 @@ def masked_step(
     (tensor([0.4950, 0.0000, 0.4950]), tensor([0.1000, 0.0000, 0.1000]))
     """
     _checked(optimizer, params, masks)
+    untouched = set() if closure is not None else _untouched(optimizer, params, masks)
     _mask_grads(params, masks)
     loss = optimizer.step(closure)
-    _mask_weights_and_state(optimizer, params, masks)
+    _mask_weights_and_state(optimizer, params, masks, untouched)
     return loss
 
 
@@ -137,13 +215,22 @@ class KeepPruned:
     def __init__(
         self, optimizer: Optimizer, params: Mapping[str, Tensor], masks: Mapping[str, Tensor]
     ) -> None:
+        untouched: set[str] = set()
+
+        def before(_opt: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            untouched.clear()
+            # torch passes the step's arguments, self included: the closure is the callable one
+            closure = next((a for a in args if callable(a)), kwargs.get("closure"))
+            if closure is None:  # a closure recomputes the gradients after they were masked
+                untouched.update(_untouched(optimizer, params, masks))
+            _mask_grads(params, masks)
+
+        def after(opt: Optimizer, _args: tuple[Any, ...], _kwargs: dict[str, Any]) -> None:
+            _mask_weights_and_state(opt, params, masks, untouched)
+
         self._handles = (
-            optimizer.register_step_pre_hook(
-                lambda _opt, _args, _kwargs: _mask_grads(params, masks)
-            ),
-            optimizer.register_step_post_hook(
-                lambda opt, _args, _kwargs: _mask_weights_and_state(opt, params, masks)
-            ),
+            optimizer.register_step_pre_hook(before),
+            optimizer.register_step_post_hook(after),
         )
 
     def remove(self) -> None:
