@@ -9,7 +9,7 @@ implies; anything an op does not prove safe is forbidden, with the reason, never
 >>> walk = walk_graph(capture(torch.nn.Linear(2, 3), (torch.zeros(1, 2),)))
 >>> labels, reasons = walk.book.components()
 >>> sorted(set(reasons.values()))
-['aten.linear: contracted with a fixed dim', 'graph output: its shape must not change']
+['aten.linear: input features are fixed (a graph input or an unprunable value)', 'graph output: its shape must not change']
 """
 
 from __future__ import annotations
@@ -535,7 +535,9 @@ def _contract(walk: Walk, node: fx.Node, a: fx.Node, ad: Atoms, b: fx.Node, bd: 
                     atoms, f"{where}: contraction of two activations over a channel dim"
                 )
         return
-    walk.book.couple([ad, bd], f"{where}: contracted with a fixed dim")
+    walk.book.couple(
+        [ad, bd], f"{where}: input features are fixed (a graph input or an unprunable value)"
+    )
 
 
 def _rule_linear(walk: Walk, node: fx.Node) -> Value:
@@ -633,7 +635,10 @@ def _rule_conv(walk: Walk, node: fx.Node) -> Value:
     out_dim, in_dim = (1, 0) if transposed else (0, 1)
     out_atoms = wd[out_dim]
     if groups == 1:
-        walk.book.couple([xd[channel], wd[in_dim]], f"{where}: input channels are fixed")
+        walk.book.couple(
+            [xd[channel], wd[in_dim]],
+            f"{where}: input channels are fixed (a graph input or an unprunable value)",
+        )
     else:
         out_atoms = _grouped(walk, xd[channel], wd, groups, transposed, where)
     if b is not None:
@@ -658,7 +663,9 @@ def _grouped(
     if full is None:
         return None
     if x_atoms is None:
-        walk.book.forbid(full, f"{where}: input channels are fixed")
+        walk.book.forbid(
+            full, f"{where}: input channels are fixed (a graph input or an unprunable value)"
+        )
         return None
     rows = full.reshape(groups, -1)
     walk.book.union(rows[:, :1], x_atoms.reshape(groups, -1))

@@ -103,7 +103,7 @@ class ChannelGroups:
         0 channel groups over 0 parameters (captured with torch.export)
         left out:
           weight dim 0 (3 of 3): graph output: its shape must not change
-          weight dim 1 (2 of 2): graph output: its shape must not change
+          weight dim 1 (2 of 2): aten.linear: input features are fixed (a graph input or an unprunable value)
           bias dim 0 (3 of 3): graph output: its shape must not change
         """
         keys = {s.key for g in self.groups for s in g.params}
