@@ -70,29 +70,33 @@ def _millions(params: Mapping[str, Tensor]) -> str:
 
 def global_l1(name: str, params: dict[str, Tensor], repeats: int) -> list[Result]:
     """Global L1 at 0.8: funcprune, torch's ``prune.global_unstructured`` and compat's twin."""
-    holder = Holder(params)
+    holder, twin = Holder(params), Holder(params)
     method = fp.global_unstructured(0.8)
 
     def torch_global() -> None:
         prune.global_unstructured(holder.targets(), prune.L1Unstructured, amount=0.8)
 
     def compat_global() -> None:
-        fpc.global_unstructured(holder.targets(), fpc.L1Unstructured, amount=0.8)
+        fpc.global_unstructured(twin.targets(), fpc.L1Unstructured, amount=0.8)
+
+    def compat_restore() -> None:
+        for key, name in twin.names.items():
+            if hasattr(twin, name + "_orig"):
+                fpc.remove(twin, name)
+            with torch.no_grad():
+                getattr(twin, name).copy_(params[key])
 
     times = interleaved(
         {"funcprune": lambda: method(params), "torch": torch_global, "compat": compat_global},
         repeats=1,
-        setup={"torch": lambda: holder.restore(params), "compat": lambda: holder.restore(params)},
+        setup={"torch": lambda: holder.restore(params), "compat": compat_restore},
         warmup=0,
     )
     ours = interleaved({"funcprune": lambda: method(params)}, repeats=repeats)["funcprune"]
-    holder.restore(params)
-    torch_global()
     theirs = holder.masks()
+    same_compat = _same(twin.masks(), theirs)
     holder.restore(params)
-    compat_global()
-    same_compat = _same(holder.masks(), theirs)
-    holder.restore(params)
+    compat_restore()
     same = _same(method(params), theirs)
     magnitudes = torch.cat([p.abs().reshape(-1) for p in params.values()])
     threshold = torch.kthvalue(magnitudes, round(0.8 * magnitudes.numel())).values
