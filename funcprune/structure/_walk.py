@@ -15,6 +15,7 @@ implies; anything an op does not prove safe is forbidden, with the reason, never
 from __future__ import annotations
 
 import math
+import operator
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -520,15 +521,11 @@ def _rule_reduce(walk: Walk, node: fx.Node) -> Value:
     return out
 
 
-def _param_contraction(walk: Walk, node: fx.Node, a: fx.Node, b: fx.Node) -> bool:
-    return a in walk.masked or b in walk.masked
-
-
 def _contract(walk: Walk, node: fx.Node, a: fx.Node, ad: Atoms, b: fx.Node, bd: Atoms) -> None:
     where = _where(node)
     if ad is None and bd is None:
         return
-    if not _param_contraction(walk, node, a, b):
+    if a not in walk.masked and b not in walk.masked:
         for atoms in (ad, bd):
             if atoms is not None:
                 walk.book.forbid(
@@ -843,7 +840,7 @@ def walk_graph(captured: Captured) -> Walk:
         elif node.op == "call_function":
             rule = (
                 _rule_getitem
-                if node.target is _GETITEM
+                if node.target is operator.getitem
                 else _RULES.get(_op_name(node), _rule_unsupported)
             )
             walk.env[node] = rule(walk, node)
@@ -854,14 +851,11 @@ def walk_graph(captured: Captured) -> Walk:
                 and sources[0] in walk.masked
             ):
                 walk.masked.add(node)
-            if node.target is _GETITEM and node.args[0] in walk.masked:
+            if node.target is operator.getitem and node.args[0] in walk.masked:
                 walk.masked.add(node)
         else:
             walk.env[node] = _rule_unsupported(walk, node)
     return walk
-
-
-_GETITEM = __import__("operator").getitem
 
 
 def _placeholder(walk: Walk, captured: Captured, node: fx.Node) -> Value:

@@ -16,7 +16,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from torch import nn
 
 from funcprune.structure._atoms import AtomBook
@@ -265,5 +264,3 @@ def _exclusions(
 
 
 __all__ = ["ChannelGroup", "ChannelGroups", "Exclusion", "Slice", "channel_groups", "groups_of"]
-
-_ = torch
