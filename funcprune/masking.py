@@ -103,7 +103,6 @@ def _call_values(
     tied alias's parameter (or the module's own tensor) times its mask; a tied name given neither
     a parameter nor a mask takes the value of the first tied name that was given.
     """
-    check_params(params)
     named = _module_tensors(module)
     known = {
         key: named[key] if key in named else _attribute_tensor(module, key)
@@ -164,6 +163,7 @@ def masked_call(
     >>> fp.masked_call(lin, params, {"weight": torch.tensor([[True, False]])}, torch.ones(1, 2))
     tensor([[1.]])
     """
+    check_params(params)
     if any_dtensor(params.values()):  # FSDP2 gathers its own parameters: funcprune.distributed
         from funcprune.distributed._fsdp import fsdp_masked_call, is_fsdp
 

@@ -151,6 +151,8 @@ def test_masked_call_names_keys_the_module_does_not_have() -> None:
         fp.masked_call(lin, {"wieght": torch.ones(1, 2), "bais": torch.ones(1)}, {}, x)
     with pytest.raises(KeyError, match="'nope'"):
         fp.masked_call(lin, {}, {"nope": torch.ones(1).bool()}, x)
+    with pytest.raises(TypeError, match="params must be a mapping"):
+        fp.masked_call(lin, [torch.ones(1, 2)], {}, x)  # type: ignore[arg-type]
     mask = torch.tensor([[True, False]])
     only_mask = fp.masked_call(lin, {}, {"weight": mask}, x)  # the module's own weight, masked
     assert torch.equal(only_mask, nn.functional.linear(x, lin.weight * mask, lin.bias))
