@@ -49,7 +49,10 @@ class Method(Value):
             from funcprune.distributed._methods import prune
 
             return prune(self, params, masks, scores)
-        return self._prune(params, masks, scores)
+        # Tied keys (GPT-2's lm_head.weight is wte.weight): ranked once, identical masks.
+        from funcprune._aliases import prune_aliased
+
+        return prune_aliased(self, params, masks, scores)
 
     def _prune(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
         raise NotImplementedError
