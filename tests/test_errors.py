@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -192,7 +193,7 @@ def test_a_key_that_does_not_match_the_params_is_a_value_error() -> None:
     """The convention of docs/semantics.md: a ValueError (also a KeyError, as before) listing all."""
     params = {"a": torch.randn(2, 2), "b": torch.randn(3)}
     bool_one = torch.ones(1, dtype=torch.bool)
-    cases = [
+    cases: list[Callable[[], object]] = [
         lambda: fp.l1_unstructured(0.5)(params, {"x": bool_one, "y": bool_one}),
         lambda: fp.l1_unstructured(0.5)(params, importance_scores={"x": bool_one, "y": bool_one}),
         lambda: fp.per_key(fp.l1_unstructured, {"x": 1, "y": 1, "a": 1})(params),
@@ -266,4 +267,4 @@ def test_compat_errors_suggest_only_what_compat_takes(amount: float) -> None:
         prune.l1_unstructured(torch.nn.Linear(2, 2), "weight", amount)
     assert "tensor" not in str(info.value)
     with pytest.raises(TypeError, match="Must be int or float"):
-        prune.l1_unstructured(torch.nn.Linear(2, 2), "weight", torch.tensor(0.5))
+        prune.l1_unstructured(torch.nn.Linear(2, 2), "weight", torch.tensor(0.5))  # type: ignore[arg-type]

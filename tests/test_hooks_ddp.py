@@ -32,13 +32,14 @@ def _same_on_every_rank(t: torch.Tensor) -> bool:
     return all(torch.equal(gathered[0], other) for other in gathered[1:])
 
 
-def _pruned_after_wrapping(model: nn.Module, layer: nn.Linear, rank: int) -> torch.Tensor:
+def _pruned_after_wrapping(model: nn.Module, layer: nn.Module, rank: int) -> torch.Tensor:
     """torch's random mask of ``layer.weight``, drawn on each rank after DDP wrapped ``model``."""
     wrapped = DistributedDataParallel(model)
     torch.manual_seed(100 + rank)  # each process's own RNG state
-    prune.random_unstructured(layer, "weight", amount=0.5)
+    prune.random_unstructured(layer, "weight", amount=0.5)  # type: ignore[no-untyped-call]
     wrapped(torch.randn(4, 8))  # DDP syncs what it syncs before the forward
-    return layer.weight_mask
+    mask: torch.Tensor = layer.get_buffer("weight_mask")
+    return mask
 
 
 def _check(rank: int, port: int) -> None:
@@ -71,4 +72,4 @@ def _free_port() -> int:
 
 
 def test_random_masks_across_ddp_ranks() -> None:
-    mp.spawn(_check, args=(_free_port(),), nprocs=WORLD, join=True)
+    mp.spawn(_check, args=(_free_port(),), nprocs=WORLD, join=True)  # type: ignore[attr-defined,no-untyped-call]

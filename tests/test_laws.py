@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import pytest
 import torch
@@ -251,7 +252,7 @@ class _Spy:
     def __call__(
         self,
         params: fp.Params,
-        masks: dict[str, torch.Tensor] | None = None,
+        masks: Mapping[str, torch.Tensor] | None = None,
         *,
         importance_scores: fp.Scores | None = None,
     ) -> fp.Masks:
