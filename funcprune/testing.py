@@ -202,7 +202,7 @@ def methods(
     >>> from hypothesis import find
     >>> p = {"w": torch.zeros(4, 4)}
     >>> find(fpt.methods(p), lambda m: "ln_structured" in repr(m))
-    only(ln_structured(0.0, n=1, dim=0), include='^(?:w)$', exclude=None)
+    only(ln_structured(0.0, n=1, dim=0), include='^(?:w)$', exclude=None, allow_empty=False)
     """
     fraction = st.one_of(st.floats(0.0, 1.0), st.builds(torch.tensor, st.floats(0.0, 1.0)))
     if params is None:
