@@ -71,8 +71,14 @@ _Fn = TypeVar("_Fn", bound=Callable[..., object])
 
 
 def _folded_when_traced(fn: _Fn) -> _Fn:
-    """Mark ``fn``, a pure function of constants, to run once while ``torch.compile`` traces."""
-    return cast(_Fn, torch.compiler.assume_constant_result(fn))  # type: ignore[no-untyped-call]
+    """Mark ``fn``, a pure function of constants, to run once while ``torch.compile`` traces.
+
+    This sets the flag that ``torch.compiler.assume_constant_result`` sets, without calling it:
+    the call imports ``torch._dynamo``, which would add about 2 s to ``import funcprune``. The
+    compile tests (``fullgraph=True``) fail if torch ever renames the flag.
+    """
+    fn._dynamo_marked_constant = True  # type: ignore[attr-defined]
+    return fn
 
 
 @_folded_when_traced
