@@ -6,7 +6,7 @@
 tensor([0., 1.])
 """
 
-from funcprune.io.finalize import finalize
+from funcprune.io._finalize import finalize
 from funcprune.io.mask_files import MaskFileInfo, load_masks, mask_file_info, save_masks
 from funcprune.io.shrunk_files import load_shrunk, save_shrunk
 
