@@ -167,9 +167,9 @@ def _cut(part: Tensor, ok: Tensor | None, cut: _Cut, ties_before: int, piece: Te
         tie = part == cut.threshold
         if ok is not None:
             tie &= ok
-        rank = torch.cumsum(tie, 0) + ties_before
-        piece |= tie & (rank > cut.ties_pruned)
-        ties_before += int(tie.count_nonzero())
+        hits = tie.nonzero().reshape(-1)  # few: the threshold's ties in this chunk, in order
+        piece[hits[max(cut.ties_pruned - ties_before, 0) :]] = True
+        ties_before += hits.numel()
     if ok is not None:
         piece &= ok
     return ties_before
