@@ -241,23 +241,22 @@ def optimizer_steps(name: str, model: nn.Module, repeats: int) -> list[Result]:
                 ],
             )
         )
-    optimizer = torch.optim.AdamW(list(twins.values()), lr=1e-4, foreach=True)
-    optimizer.step()
-    masked_twins = {k: twins[k] for k in masks}
-    times = interleaved(
-        {
-            "plain": optimizer.step,
-            "masked_step": lambda: fp.masked_step(optimizer, masked_twins, masks),
+    plain, masked, hooked = (_adamw(params, grads) for _ in range(3))
+    handle = fp.keep_pruned(hooked[1], {k: hooked[0][k] for k in masks}, masks)
+    times = interleaved(  # one optimizer each: a plain step between masked ones would touch
+        {  # the weights, and the helpers would (rightly) zero them again
+            "plain": plain[1].step,
+            "masked_step": lambda: fp.masked_step(
+                masked[1], {k: masked[0][k] for k in masks}, masks
+            ),
+            "keep_pruned": hooked[1].step,
         },
         repeats=repeats,
     )
-    handle = fp.keep_pruned(optimizer, masked_twins, masks)
-    hooked = interleaved({"keep_pruned": optimizer.step}, repeats=repeats)["keep_pruned"]
     handle.remove()
-    plain = interleaved({"plain": optimizer.step}, repeats=repeats)["plain"]
     for label, timed, base in [
         ("masked_step", times["masked_step"], times["plain"]),
-        ("keep_pruned", hooked, plain),
+        ("keep_pruned", times["keep_pruned"], times["plain"]),
     ]:
         results.append(
             Result(
@@ -272,6 +271,18 @@ def optimizer_steps(name: str, model: nn.Module, repeats: int) -> list[Result]:
             )
         )
     return results
+
+
+def _adamw(
+    params: Mapping[str, Tensor], grads: Mapping[str, Tensor]
+) -> tuple[dict[str, nn.Parameter], torch.optim.Optimizer]:
+    """Copies of ``params`` holding copies of ``grads``, and an AdamW (foreach) that stepped once."""
+    twins = {k: nn.Parameter(p.clone()) for k, p in params.items()}
+    for key, twin in twins.items():
+        twin.grad = grads[key].clone()
+    optimizer = torch.optim.AdamW(list(twins.values()), lr=1e-4, foreach=True)
+    optimizer.step()
+    return twins, optimizer
 
 
 def _gpt2_batch(model: nn.Module) -> tuple[Tensor, Tensor]:
