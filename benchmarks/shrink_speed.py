@@ -97,7 +97,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--tokens", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = [resnet50(args.batch, args.size, args.repeats), gpt2_block(args.tokens, args.repeats)]
     print(
         f"Threads: {torch.get_num_threads()}; torch {torch.__version__}; medians of {args.repeats} interleaved calls\n"
