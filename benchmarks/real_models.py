@@ -580,8 +580,12 @@ def memory() -> list[Result]:
                 met=per_param <= 1.0,
                 notes=[
                     f"peak RSS growth {got['delta_bytes'] / 2**20:,.0f} MiB for "
-                    f"{got['params'] / 1e6:.1f}M entries; masks {got['mask_bytes'] / 2**20:,.0f} MiB "
-                    "(a negative excess: the masks reused memory freed while building the input)"
+                    f"{got['params'] / 1e6:.1f}M entries; masks {got['mask_bytes'] / 2**20:,.0f} MiB"
+                    + (
+                        " (below the masks: they reused memory freed while building the input)"
+                        if per_param < 0
+                        else ""
+                    )
                 ],
             )
         )
