@@ -32,7 +32,7 @@ import funcprune as fp
 from funcprune.structure import channel_groups, group_structured, shrink
 
 AMOUNT = 0.3
-SIZES = (32, 64, 96, 128, 160, 224, 299)
+SIZES = (28, 32, 64, 96, 128, 160, 224, 299)
 TOLERANCE = "|diff| <= 1e-5 + 1e-4 * max|output|"
 
 
