@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Callable, Mapping
 
 import pytest
+import tiny_models
 import torch
 from torch import nn
 from torch.func import vmap
@@ -19,8 +20,6 @@ import funcprune.compat as compat
 from funcprune.layers import along_inputs, along_outputs, feature_dims
 from funcprune.report import FullyPrunedWarning, sparsity_report
 
-transformers = pytest.importorskip("transformers")
-torchvision = pytest.importorskip("torchvision")
 timm = pytest.importorskip("timm")
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside transformers/timm
@@ -46,17 +45,7 @@ def _weights(pattern: str = r"weight$") -> Callable[[fp.PruningMethod], fp.Pruni
 @pytest.fixture(scope="module")
 def gpt2() -> nn.Module:
     torch.manual_seed(0)
-    config = transformers.GPT2Config(
-        n_layer=2,
-        n_embd=32,
-        n_head=2,
-        vocab_size=96,
-        n_positions=16,
-        bos_token_id=0,
-        eos_token_id=0,
-        attn_implementation="eager",
-    )
-    return transformers.GPT2LMHeadModel(config).eval()
+    return tiny_models.gpt2(vocab_size=96, attn_implementation="eager").eval()
 
 
 IDS = torch.tensor([[5, 17, 3, 88, 41, 0, 9, 63], [1, 2, 3, 4, 5, 6, 7, 8]])
@@ -134,15 +123,7 @@ def test_gpt2_amount_sweep_under_vmap_and_masked_call_under_compile(gpt2: nn.Mod
 
 def test_bert_tied_decoder_activation_norms_and_wanda() -> None:
     torch.manual_seed(1)
-    config = transformers.BertConfig(
-        vocab_size=64,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=16,
-    )
-    bert = transformers.BertForMaskedLM(config).eval()
+    bert = tiny_models.bert("BertForMaskedLM").eval()
     ids = IDS % 64
     params = _detached(dict(bert.named_parameters()))
     layer = bert.bert.encoder.layer[1].intermediate.dense
@@ -181,7 +162,7 @@ def _hooked(layer: nn.Module, model: nn.Module, batches: list[torch.Tensor]) -> 
 
 def test_resnet18_buffers_round_trip_and_train_mode_keeps_stats_when_asked() -> None:
     torch.manual_seed(2)
-    model = torchvision.models.resnet18(num_classes=10)
+    model = tiny_models.resnet18()
     x = torch.randn(2, 3, 32, 32)
     model.train()(x)  # running statistics of its own
     early = [
@@ -194,7 +175,7 @@ def test_resnet18_buffers_round_trip_and_train_mode_keeps_stats_when_asked() -> 
         [(pruned.get_submodule(n), "weight") for n in early], torch_prune.L1Unstructured, amount=0.7
     )
     params, masks = fp.from_module(pruned)
-    fresh = fp.install_masks(torchvision.models.resnet18(num_classes=10), masks)
+    fresh = fp.install_masks(tiny_models.resnet18(), masks)
     fresh.load_state_dict(fp.to_state_dict(params, masks), strict=True)  # buffers kept
     assert torch.equal(fresh.eval()(x), pruned.eval()(x))
     weights = fp.only(
@@ -219,7 +200,7 @@ def test_resnet18_buffers_round_trip_and_train_mode_keeps_stats_when_asked() -> 
 
 def test_mobilenet_masks_equal_torch_global_and_grouped_conv_norms() -> None:
     torch.manual_seed(3)
-    model = torchvision.models.mobilenet_v3_small(num_classes=10).eval()
+    model = tiny_models.mobilenet_v3_small().eval()
     x = torch.randn(2, 3, 32, 32)
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     pruned = copy.deepcopy(model)

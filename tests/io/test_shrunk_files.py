@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
+import tiny_models
 import torch
 from io_models import fresh, shrunk_of, small_cnn
 from torch import nn
@@ -65,14 +66,8 @@ def test_a_torchvision_resnet(tmp_path: Path) -> None:
 
 
 def test_a_transformers_gpt2_with_tied_embeddings(tmp_path: Path) -> None:
-    transformers = pytest.importorskip("transformers")
-    config = transformers.GPT2Config(
-        n_layer=1, n_embd=32, n_head=4, vocab_size=50, n_positions=16,
-        bos_token_id=0, eos_token_id=0, use_cache=False,
-    )  # fmt: skip
-
     def build() -> nn.Module:
-        return transformers.GPT2LMHeadModel(config)
+        return tiny_models.gpt2(n_layer=1, n_head=4, vocab_size=50, use_cache=False)
 
     ids = torch.randint(0, 50, (1, 8))
     _model, small, masks = shrunk_of(

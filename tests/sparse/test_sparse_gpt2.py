@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import tiny_models
 import torch
 
 import funcprune as fp
 from funcprune.sparse import SparseLinear, to_sparse
 
-transformers = pytest.importorskip("transformers")
-
 
 def test_tiny_gpt2_with_sparse_conv1d_equals_the_masked_model() -> None:
     torch.manual_seed(0)
-    config = transformers.GPT2Config(
-        n_layer=2,
-        n_embd=32,
-        n_head=2,
-        vocab_size=64,
-        n_positions=16,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    model = transformers.GPT2LMHeadModel(config).eval()
+    model = tiny_models.gpt2().eval()
     params = {k: v.detach() for k, v in model.named_parameters()}
     masks = fp.only(fp.l1_unstructured(0.8), include=r"\.(c_attn|c_proj|c_fc)\.weight$")(params)
     sparse = to_sparse(model, params, masks)

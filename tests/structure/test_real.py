@@ -11,6 +11,7 @@ import copy
 import io
 
 import pytest
+import tiny_models
 import torch
 from torch import nn
 
@@ -56,8 +57,7 @@ def _images(size: int) -> tuple[torch.Tensor]:
 
 
 def test_resnet18() -> None:
-    torchvision = pytest.importorskip("torchvision")
-    model = randomize(torchvision.models.resnet18(num_classes=10))
+    model = randomize(tiny_models.resnet18())
     _, small, _, _ = prune_and_shrink(model, _images(32), 0.3)
     assert sum(p.numel() for p in small.parameters()) < 0.8 * sum(
         p.numel() for p in model.parameters()
@@ -68,8 +68,7 @@ def test_resnet18() -> None:
 
 
 def test_mobilenet_v3_small() -> None:
-    torchvision = pytest.importorskip("torchvision")
-    model = randomize(torchvision.models.mobilenet_v3_small(num_classes=10))
+    model = randomize(tiny_models.mobilenet_v3_small())
     _, small, _, _ = prune_and_shrink(model, _images(32), 0.3, train=False)  # dropout in train mode
     assert_consistent(small)
     roundtrip(small)
@@ -92,21 +91,11 @@ def test_vision_transformer() -> None:
 
 
 def _gpt2() -> nn.Module:
-    transformers = pytest.importorskip("transformers")
-    config = transformers.GPT2Config(
-        n_layer=2, n_embd=32, n_head=4, vocab_size=50, n_positions=16, use_cache=False,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-    )  # fmt: skip
-    return transformers.GPT2LMHeadModel(config)
+    return tiny_models.gpt2(dropout=False, n_head=4, vocab_size=50, use_cache=False)
 
 
 def _bert() -> nn.Module:
-    transformers = pytest.importorskip("transformers")
-    config = transformers.BertConfig(
-        num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=64, vocab_size=50,
-        max_position_embeddings=16, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-    )  # fmt: skip
-    return transformers.BertModel(config)
+    return tiny_models.bert(dropout=False, num_attention_heads=4, vocab_size=50)
 
 
 @pytest.mark.parametrize(("build", "hidden"), [(_gpt2, 128), (_bert, 64)], ids=["gpt2", "bert"])
