@@ -80,6 +80,16 @@ def _combines(method: Method) -> bool:
     return getattr(type(method), "_partial", None) is not getattr(Method, "_partial", None)
 
 
+def _joined(groups: list[list[str]], masks: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``masks`` with every alias of a tied group given (a copy of) what all its masks keep."""
+    joined = dict(masks)
+    for group in groups:
+        shared = _shared_mask(group, masks)
+        if shared is not None:
+            joined.update({key: shared.clone() for key in group})
+    return joined
+
+
 def _deduplicated(
     method: Method,
     groups: list[list[str]],
@@ -87,43 +97,18 @@ def _deduplicated(
     masks: Mapping[str, Tensor],
     scores: Scores,
 ) -> Masks:
-    """A selecting method on one key per tied group (its first), the mask copied to the others."""
+    """A selecting method on one key per tied group (its first), the mask copied to the others.
+
+    ``masks`` already agree across each group (:func:`_joined`).
+    """
     leader = {key: group[0] for group in groups for key in group[1:]}
-    unique = {key: p for key, p in params.items() if key not in leader}
-    unique_masks = {k: m for k, m in masks.items() if k not in leader}
     unique_scores = {k: s for k, s in scores.items() if k not in leader}
     for group in groups:
-        shared = _shared_mask(group, masks)
-        if shared is not None:
-            unique_masks[group[0]] = shared
         unique_scores.update(_shared_score(group, scores))
+    unique = {key: p for key, p in params.items() if key not in leader}
+    unique_masks = {k: m for k, m in masks.items() if k not in leader}
     result = method._prune(unique, unique_masks, unique_scores)
     return {key: result[leader[key]].clone() if key in leader else result[key] for key in params}
-
-
-def _unified(
-    method: Method,
-    groups: list[list[str]],
-    params: Params,
-    masks: Mapping[str, Tensor],
-    scores: Scores,
-) -> Masks:
-    """A combinator on every key (its inner methods see aliases by name); aliases' masks joined.
-
-    ``per_key`` or ``only`` may address any name of a tied weight; whatever any name prunes, the
-    tensor loses, so every alias ends with the intersection of their masks.
-    """
-    joined = dict(masks)
-    for group in groups:
-        shared = _shared_mask(group, masks)
-        if shared is not None:
-            joined.update({key: shared for key in group})
-    result = method._prune(params, joined, scores)
-    for group in groups:
-        shared = _shared_mask(group, result)
-        if shared is not None:
-            result.update({key: shared.clone() for key in group})
-    return result
 
 
 def prune_aliased(
@@ -143,5 +128,7 @@ def prune_aliased(
     groups = alias_groups(params)
     if not groups:
         return method._prune(params, masks, scores)
-    run = _unified if _combines(method) else _deduplicated
-    return run(method, groups, params, masks, scores)
+    joined = _joined(groups, masks)
+    if _combines(method):  # ``per_key`` or ``only`` may address any name: what one prunes, all lose
+        return _joined(groups, method._prune(params, joined, scores))
+    return _deduplicated(method, groups, params, joined, scores)
