@@ -181,6 +181,32 @@ def _describe(v: object) -> str:
     return f"{v.dtype}, {v.layout}, on {v.device}"
 
 
+def write_masks(
+    path: str | os.PathLike[str],
+    fmt: str,
+    masks: object,
+    metadata: object,
+    fields: Mapping[str, str],
+    tensors: Mapping[str, Tensor],
+    prefix: str = "",
+) -> None:
+    """Write ``masks`` bit-packed under ``prefix``, beside ``tensors``, in a ``fmt`` file.
+
+    The header holds the user's ``metadata`` (checked first, then the masks), the mask shapes and
+    the file kind's own ``fields``.
+
+    >>> import os, tempfile, torch
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = os.path.join(d, "x.safetensors")
+    ...     write_masks(path, "demo/1", {"w": torch.tensor([True, False])}, None, {}, {})
+    ...     decode_masks(path, *read_container(path, "demo/1"))
+    {'w': tensor([ True, False])}
+    """
+    user = check_user_metadata(metadata)
+    packed, shapes = encode_masks(masks, prefix)
+    write_container(path, fmt, {**packed, **tensors}, {**user, MASK_SHAPES: shapes, **fields})
+
+
 def decode_masks(
     path: str | os.PathLike[str],
     tensors: Mapping[str, Tensor],

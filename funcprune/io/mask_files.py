@@ -24,16 +24,13 @@ from typing import NamedTuple
 from torch import Tensor
 
 from funcprune.io._container import (
-    MASK_SHAPES,
     RESERVED_PREFIX,
     TORCH_VERSION,
     VERSION,
     check_masks_match,
-    check_user_metadata,
     decode_masks,
-    encode_masks,
     read_container,
-    write_container,
+    write_masks,
 )
 from funcprune.types import Masks, Params
 
@@ -93,12 +90,8 @@ def save_masks(
     >>> info.method == repr(method)
     True
     """
-    user = check_user_metadata(metadata)
-    packed, shapes = encode_masks(masks)
-    header = {**user, MASK_SHAPES: shapes}
-    if method is not None:
-        header[_METHOD] = repr(method)
-    write_container(path, MASKS_FORMAT, packed, header)
+    fields = {} if method is None else {_METHOD: repr(method)}
+    write_masks(path, MASKS_FORMAT, masks, metadata, fields, {})
 
 
 def load_masks(path: str | os.PathLike[str], *, params: Params | None = None) -> Masks:

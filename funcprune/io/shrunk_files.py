@@ -33,15 +33,7 @@ from collections.abc import Mapping, Sequence
 
 from torch import Tensor, nn
 
-from funcprune.io._container import (
-    MASK_SHAPES,
-    check_masks_match,
-    check_user_metadata,
-    decode_masks,
-    encode_masks,
-    read_container,
-    write_container,
-)
+from funcprune.io._container import check_masks_match, decode_masks, read_container, write_masks
 
 SHRUNK_FORMAT = "funcprune.shrunk/1"
 _MASK = "mask:"
@@ -89,18 +81,10 @@ def save_shrunk(
     ...     os.listdir(d)
     ['small.safetensors']
     """
-    user = check_user_metadata(metadata)
-    packed, shapes = encode_masks(masks, _MASK)
     state, aliases = _distinct(shrunk.state_dict())
-    header = {
-        **user,
-        MASK_SHAPES: shapes,
-        _ALIASES: json.dumps(aliases),
-        _CLASS: _class_name(shrunk),
-    }
-    write_container(
-        path, SHRUNK_FORMAT, {**packed, **{_STATE + k: v for k, v in state.items()}}, header
-    )
+    fields = {_ALIASES: json.dumps(aliases), _CLASS: _class_name(shrunk)}
+    tensors = {_STATE + k: v for k, v in state.items()}
+    write_masks(path, SHRUNK_FORMAT, masks, metadata, fields, tensors, _MASK)
 
 
 def _distinct(state: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, str]]:
