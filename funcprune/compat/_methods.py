@@ -100,19 +100,23 @@ class Identity(BasePruningMethod):
         return super().apply(module, name)
 
 
-class RandomUnstructured(BasePruningMethod):
-    """Prunes ``amount`` of the (currently unpruned) entries at random.
-
-    >>> import torch
-    >>> int(RandomUnstructured(amount=3).compute_mask(torch.ones(8), torch.ones(8)).sum())
-    5
-    """
+class _Unstructured(BasePruningMethod):
+    """Torch's constructor of the unstructured methods: ``amount``, checked and kept."""
 
     PRUNING_TYPE: ClassVar[str] = "unstructured"
 
     def __init__(self, amount: TorchAmount) -> None:
         _validate_pruning_amount_init(amount)
         self.amount = amount
+
+
+class RandomUnstructured(_Unstructured):
+    """Prunes ``amount`` of the (currently unpruned) entries at random.
+
+    >>> import torch
+    >>> int(RandomUnstructured(amount=3).compute_mask(torch.ones(8), torch.ones(8)).sum())
+    5
+    """
 
     def compute_mask(self, t: Tensor, default_mask: Tensor) -> Tensor:
         """Prune the entries that draw the largest ``torch.rand_like(t)`` values."""
@@ -124,19 +128,13 @@ class RandomUnstructured(BasePruningMethod):
         return super().apply(module, name, amount=amount)
 
 
-class L1Unstructured(BasePruningMethod):
+class L1Unstructured(_Unstructured):
     """Prunes ``amount`` of the (currently unpruned) entries with the smallest magnitude.
 
     >>> import torch
     >>> L1Unstructured(amount=0.5).compute_mask(torch.tensor([4.0, -1.0, 0.5, 2.0]), torch.ones(4))
     tensor([1., 0., 0., 1.])
     """
-
-    PRUNING_TYPE: ClassVar[str] = "unstructured"
-
-    def __init__(self, amount: TorchAmount) -> None:
-        _validate_pruning_amount_init(amount)
-        self.amount = amount
 
     def compute_mask(self, t: Tensor, default_mask: Tensor) -> Tensor:
         """Prune the ``count`` entries of smallest ``|t|`` (torch's choice among ties)."""
