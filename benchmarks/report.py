@@ -160,6 +160,7 @@ def markdown(results: list[Result], scale: Scaling | None, command: str, png: st
 ROOT = Path(__file__).resolve().parent.parent
 _OTHER_PAGES = [
     ("Channel pruning (shrink)", "shrink_zoo.md"),
+    ("Shrink speed", "shrink_speed.md"),
     ("Sparse inference", "sparse_inference.md"),
 ]
 """Sections filled from pages that other benchmark scripts write (run by hand: they take long)."""
