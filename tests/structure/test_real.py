@@ -52,13 +52,16 @@ def roundtrip(model: nn.Module) -> None:
     )
 
 
-def _images(size: int) -> tuple[torch.Tensor]:
-    return (torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0)),)
+def _images(size: int, batch: int = 2) -> tuple[torch.Tensor]:
+    return (torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0)),)
 
 
 def test_resnet18() -> None:
     model = randomize(tiny_models.resnet18())
-    _, small, _, _ = prune_and_shrink(model, _images(32), 0.3)
+    # Train-mode batch norm over 2 images of 1x1 (layer4 at 32x32) divides by a variance of two
+    # values: ill-conditioned, so float reassociation moved outputs by up to 1e-3 relative, past
+    # the tolerance for some initialisations. 4 images of 2x2 there are well-conditioned (3e-7).
+    _, small, _, _ = prune_and_shrink(model, _images(64, batch=4), 0.3)
     assert sum(p.numel() for p in small.parameters()) < 0.8 * sum(
         p.numel() for p in model.parameters()
     )
