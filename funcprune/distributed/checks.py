@@ -10,14 +10,13 @@ index), but masks loaded, edited or computed from rank-local data may not.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from funcprune._select.random import random_keys_at
+from funcprune._select.random import key_hash, random_keys_at
 from funcprune.distributed._detect import any_dtensor
 
 _MASK63 = (1 << 63) - 1
@@ -26,14 +25,14 @@ _CHUNK = 1 << 22
 
 
 def _fingerprint(key: str, mask: Tensor) -> list[int]:
-    """``[crc32(key), numel, kept, sum of the kept entries' index hashes]`` (int64, wrapping)."""
+    """``[hash(key), numel, kept, sum of the kept entries' index hashes]`` (int64, wrapping)."""
     flat = mask.reshape(-1)
     total = 0
     for start in range(0, flat.numel(), _CHUNK):
         part = flat[start : start + _CHUNK]
         index = torch.arange(start, start + part.numel(), device=flat.device)
         total += int(random_keys_at(0, key, index[part]).to(torch.int64).sum())
-    return [zlib.crc32(key.encode()), flat.numel(), int(flat.count_nonzero()), total & _MASK63]
+    return [key_hash(key) & _MASK63, flat.numel(), int(flat.count_nonzero()), total & _MASK63]
 
 
 def _spread(values: Tensor, group: dist.ProcessGroup | None) -> tuple[Tensor, Tensor]:
@@ -84,7 +83,7 @@ def check_masks_agree(masks: Mapping[str, Tensor], group: dist.ProcessGroup | No
     device = next(iter(masks.values())).device if masks else torch.device("cpu")
     if dist.get_backend(group) == "nccl":  # NCCL reduces CUDA tensors only
         device = torch.device("cuda", torch.cuda.current_device())
-    names = zlib.crc32("\n".join(masks).encode())
+    names = key_hash("\n".join(masks)) & _MASK63
     low, high = _spread(torch.tensor([[len(masks), names]], device=device), group)
     if bool(low[0, 0] != high[0, 0]):
         raise ValueError(

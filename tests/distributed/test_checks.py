@@ -24,3 +24,12 @@ def test_bad_masks_are_type_errors_naming_keys() -> None:
         fpd.check_masks_agree(
             {"a": torch.ones(2), "b": torch.ones(2, dtype=torch.bool), "c": "x"}  # type: ignore[dict-item]
         )
+
+
+def test_fingerprints_take_any_key_and_tell_crc32_twins_apart() -> None:
+    """Keys with lone surrogates hash (crc32 of .encode() raised), and crc32 twins differ."""
+    from funcprune.distributed.checks import _fingerprint
+
+    mask = torch.tensor([True, False, True])
+    assert _fingerprint("w\udc80", mask)[1:3] == [3, 2]
+    assert _fingerprint("plumless", mask)[0] != _fingerprint("buckeroo", mask)[0]
