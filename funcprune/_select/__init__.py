@@ -5,11 +5,22 @@ eligible entries, ties broken by lowest flat index as if the tensors were concat
 :mod:`.dispatch` picks a kernel by what can be read: :mod:`.eager` (plain calls), :mod:`.sweep`
 (``vmap`` over counts, and eager's constant-memory fallback), :mod:`.rank` (small inputs) and
 :mod:`.radix` (``vmap`` over keys, ``torch.compile``).
-:func:`random_keys` gives the counter-based keys of the random methods.
+:func:`random_keys` gives the counter-based keys of the random methods, and
+:func:`prune_smallest_random` selects by them without making them all at once.
 """
 
-from funcprune._select.dispatch import prune_smallest, prune_smallest_magnitudes
+from funcprune._select.dispatch import (
+    prune_smallest,
+    prune_smallest_magnitudes,
+    prune_smallest_random,
+)
 from funcprune._select.keys import order_keys
 from funcprune._select.random import random_keys
 
-__all__ = ["order_keys", "prune_smallest", "prune_smallest_magnitudes", "random_keys"]
+__all__ = [
+    "order_keys",
+    "prune_smallest",
+    "prune_smallest_magnitudes",
+    "prune_smallest_random",
+    "random_keys",
+]

@@ -25,7 +25,8 @@ tensor([ True, False,  True, False])
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -35,6 +36,7 @@ from funcprune._select import eager
 from funcprune._select.chunks import SAME, KeyMaker, key_dtype
 from funcprune._select.keys import order_keys
 from funcprune._select.radix import static_prune_smallest
+from funcprune._select.random import random_keys, random_keys_into
 from funcprune._select.rank import RANK_LIMIT, rank_prune_smallest
 from funcprune._select.sweep import sweep_prune_smallest
 from funcprune._tensors import is_concrete
@@ -87,6 +89,73 @@ def prune_smallest_magnitudes(
         return order_keys(magnitudes.copy_(part).abs_())
 
     return _prune(list(scores), eligible, k, KeyMaker(magnitude_keys, wide, wide.itemsize))
+
+
+def prune_smallest_random(
+    seed: int, params: Mapping[str, Tensor], eligible: Sequence[Tensor | None], k: Tensor
+) -> list[Tensor]:
+    """:func:`prune_smallest` on the :func:`random_keys` of each ``(seed, key)``, made chunk by chunk.
+
+    On readable parameters whose memory does not overlap, the parameters only carry the flat
+    positions: each chunk's keys are hashed from its positions, so no full-size key tensor exists.
+    Otherwise (``vmap``, ``torch.compile``, aliased parameters) the keys are made up front.
+
+    >>> import torch
+    >>> params = {"a": torch.zeros(3), "b": torch.zeros(2)}
+    >>> masks = prune_smallest_random(0, params, [None, None], torch.tensor(2))
+    >>> keys = [random_keys(0, key, p.numel(), p.device) for key, p in params.items()]
+    >>> all(torch.equal(m, e) for m, e in zip(masks, prune_smallest(keys, [None, None], torch.tensor(2))))
+    True
+    """
+    flat = [p.reshape(-1) for p in params.values()]
+    key_maker = _position_keys(seed, list(params), flat)
+    if key_maker is None:
+        keys = [random_keys(seed, key, p.numel(), p.device) for key, p in params.items()]
+        return prune_smallest(
+            [key.reshape(p.shape) for key, p in zip(keys, params.values(), strict=True)],
+            eligible,
+            k,
+        )
+    masks = _prune(flat, eligible, k, key_maker)
+    return [mask.reshape(p.shape) for mask, p in zip(masks, params.values(), strict=True)]
+
+
+def _position_keys(seed: int, names: list[str], flat: list[Tensor]) -> KeyMaker | None:
+    """A key maker hashing the flat positions of slices of ``flat``, or ``None`` if it cannot.
+
+    A slice is told apart by its address: the tensor whose memory holds it names its key, the
+    distance from that tensor's start its first position, and its stride the step between them.
+    The positions and the hash's temporaries live in the scratch buffer (two int64 words per
+    entry, hence its complex128 dtype), so the passes make no chunk-sized allocations.
+    """
+    if not all(is_concrete(f) for f in flat) or any(
+        f.numel() > 1 and f.stride(0) != 1 for f in flat
+    ):
+        return None
+    spans = sorted(
+        (f.data_ptr(), f.data_ptr() + f.numel() * f.element_size(), f.element_size(), name)
+        for f, name in zip(flat, names, strict=True)
+        if f.numel()
+    )
+    if any(after[0] < before[1] for before, after in itertools.pairwise(spans)):
+        return None  # aliased parameters: an address would not name one key
+
+    def make(part: Tensor, scratch: Tensor | None) -> Tensor:
+        n = part.numel()
+        if n == 0:
+            return torch.empty(0, dtype=torch.int32, device=part.device)
+        start, _, size, name = next(s for s in spans if s[0] <= part.data_ptr() < s[1])
+        first, step = (part.data_ptr() - start) // size, part.stride(0) if n > 1 else 1
+        words = (
+            torch.empty(2 * n, dtype=torch.int64, device=part.device)
+            if scratch is None
+            else scratch.view(torch.int64)  # complex128: two int64 words per entry
+        )
+        half = words.numel() // 2
+        positions = torch.arange(first, first + n * step, step, out=words[:n])
+        return random_keys_into(seed, name, positions, words[half : half + n])
+
+    return KeyMaker(make, torch.complex128, 16)
 
 
 def _prune(
@@ -182,4 +251,4 @@ def _unpack(
     return flat, allowed
 
 
-__all__ = ["prune_smallest", "prune_smallest_magnitudes"]
+__all__ = ["prune_smallest", "prune_smallest_magnitudes", "prune_smallest_random"]

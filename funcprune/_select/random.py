@@ -45,16 +45,29 @@ def _wrap(value: Word) -> Word:
     return _signed(value) if isinstance(value, int) else value
 
 
-def _shr(x: Word, bits: int) -> Word:
-    """Logical right shift of int64 bit patterns."""
-    return (x >> bits) & ((1 << (64 - bits)) - 1)
+def _shr(x: Word, bits: int, out: Tensor | None = None) -> Word:
+    """Logical right shift of int64 bit patterns (into ``out``, a tensor ``x``'s spare buffer)."""
+    if isinstance(x, Tensor) and out is not None:
+        x = torch.bitwise_right_shift(x, bits, out=out)
+    else:
+        x = x >> bits
+    x &= (1 << (64 - bits)) - 1
+    return x
 
 
-def _finalize(z: Word) -> Word:
-    """SplitMix64's finalizer on int64 bit patterns, the same for Python ints and tensors."""
-    z = _wrap((z ^ _shr(z, 30)) * _signed(_MUL1))
-    z = _wrap((z ^ _shr(z, 27)) * _signed(_MUL2))
-    return z ^ _shr(z, 31)
+def _finalize(z: Word, spare: Tensor | None = None) -> Word:
+    """SplitMix64's finalizer on int64 bit patterns, the same for Python ints and tensors.
+
+    A tensor ``z`` is overwritten; its temporaries go to ``spare`` (same length) when given.
+    """
+    z ^= _shr(z, 30, spare)
+    z *= _signed(_MUL1)
+    z = _wrap(z)
+    z ^= _shr(z, 27, spare)
+    z *= _signed(_MUL2)
+    z = _wrap(z)
+    z ^= _shr(z, 31, spare)
+    return z
 
 
 def key_hash(key: str) -> int:
@@ -104,5 +117,23 @@ def random_keys_at(seed: int, key: str, indices: Tensor) -> Tensor:
     >>> bool(torch.equal(random_keys_at(0, "w", torch.tensor([4, 1])), keys[[4, 1]]))
     True
     """
-    hashed = _finalize((indices ^ stream_offset(seed, key)) * _signed(_GOLDEN))
-    return _shr(hashed, 33).to(torch.int32)
+    hashed = indices ^ stream_offset(seed, key)
+    hashed *= _signed(_GOLDEN)
+    return _shr(_finalize(hashed), 33).to(torch.int32)
+
+
+def random_keys_into(seed: int, key: str, words: Tensor, spare: Tensor) -> Tensor:
+    """:func:`random_keys_at` at the flat indices in ``words``, with no temporaries.
+
+    ``words`` and ``spare`` are 1-d int64 tensors of one length, both overwritten; the keys come
+    back in the low half of ``spare``'s memory, viewed as int32.
+
+    >>> import torch
+    >>> keys = random_keys_into(0, "w", torch.tensor([4, 1]), torch.empty(2, dtype=torch.int64))
+    >>> bool(torch.equal(keys, random_keys_at(0, "w", torch.tensor([4, 1]))))
+    True
+    """
+    words ^= stream_offset(seed, key)
+    words *= _signed(_GOLDEN)
+    _shr(_finalize(words, spare), 33, words)
+    return spare.view(torch.int32)[: words.numel()].copy_(words)

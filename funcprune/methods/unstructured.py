@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from funcprune._checks import check_int, check_tensor_dict, check_tensor_mapping
-from funcprune._select import prune_smallest, prune_smallest_magnitudes, random_keys
+from funcprune._select import prune_smallest_magnitudes, prune_smallest_random
 from funcprune.methods._amount import check_amount, units_to_prune
 from funcprune.methods._base import Method, PerKeyMethod, all_kept, positional
 from funcprune.methods._scoring import (
@@ -57,9 +57,8 @@ class RandomUnstructured(PerKeyMethod):
     def _prune_one(
         self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
     ) -> Tensor:
-        keys = random_keys(self.seed, key, param.numel(), param.device).reshape(param.shape)
         count = entry_count(key, param, survivors, self.amount)
-        return prune_smallest([keys], [survivors], count)[0]
+        return prune_smallest_random(self.seed, {key: param}, [survivors], count)[0]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -124,11 +123,8 @@ class GlobalUnstructured(Method):
             self.amount, remaining, key="<all parameters>", unit="entries", known=known
         )
         if self.scores == "random":
-            keys = [
-                random_keys(self.seed, k, p.numel(), p.device).reshape(p.shape)
-                for k, p in params.items()
-            ]
-            return dict(zip(params, prune_smallest(keys, survivors, count), strict=True))
+            kept = prune_smallest_random(self.seed, params, survivors, count)
+            return dict(zip(params, kept, strict=True))
         sources = [score_source(k, p, scores.get(k), self.factory) for k, p in params.items()]
         kept = prune_smallest_magnitudes(sources, survivors, count)
         return dict(zip(params, kept, strict=True))
