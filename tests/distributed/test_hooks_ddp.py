@@ -8,12 +8,10 @@ same on every rank without any communication.
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from dist_harness import spawn
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import prune
@@ -42,34 +40,22 @@ def _pruned_after_wrapping(model: nn.Module, layer: nn.Module, rank: int) -> tor
     return mask
 
 
-def _check(rank: int, port: int) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
-    )
-    try:
-        torch.manual_seed(0)  # the same initial weights on every rank
-        plain = nn.Linear(8, 8)
-        with_buffers = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8))
-        params = {k: v.detach().clone() for k, v in plain.named_parameters()}
+def _check() -> None:
+    rank = dist.get_rank()
+    torch.manual_seed(0)  # the same initial weights on every rank
+    plain = nn.Linear(8, 8)
+    with_buffers = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8))
+    params = {k: v.detach().clone() for k, v in plain.named_parameters()}
 
-        # no buffers at wrap time: every rank keeps the mask it drew
-        assert not _same_on_every_rank(_pruned_after_wrapping(plain, plain, rank))
-        # a BatchNorm at wrap time: DDP broadcasts rank 0's buffers, the mask among them
-        assert _same_on_every_rank(_pruned_after_wrapping(with_buffers, with_buffers[0], rank))
+    # no buffers at wrap time: every rank keeps the mask it drew
+    assert not _same_on_every_rank(_pruned_after_wrapping(plain, plain, rank))
+    # a BatchNorm at wrap time: DDP broadcasts rank 0's buffers, the mask among them
+    assert _same_on_every_rank(_pruned_after_wrapping(with_buffers, with_buffers[0], rank))
 
-        torch.manual_seed(100 + rank)
-        masks = fp.random_unstructured(0.5, seed=0)(params)
-        assert all(_same_on_every_rank(m) for m in masks.values())
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    torch.manual_seed(100 + rank)
+    masks = fp.random_unstructured(0.5, seed=0)(params)
+    assert all(_same_on_every_rank(m) for m in masks.values())
 
 
 def test_random_masks_across_ddp_ranks() -> None:
-    mp.spawn(_check, args=(_free_port(),), nprocs=WORLD, join=True)  # type: ignore[attr-defined,no-untyped-call]
+    spawn(WORLD, _check)
