@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from funcprune._checks import check_known_keys, check_masks, check_params
+from funcprune._checks import check_masks, check_params, check_tensor_dict
 from funcprune.io import finalize
 from funcprune.types import Params
 
@@ -80,17 +80,7 @@ def finalized_copy(model: nn.Module, params: Params, masks: Mapping[str, Tensor]
     """
     check_params(params)
     check_masks(params, masks)
-    own = dict(model.named_parameters())
-    check_known_keys("params", params, own)
-    mismatched = sorted(
-        f"{k!r}: {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in params.items()
-        if v.shape != own[k].shape
-    )
-    if mismatched:
-        raise ValueError(
-            f"params must have the model's shapes; mismatched: {'; '.join(mismatched)}"
-        )
+    check_tensor_dict(dict(model.named_parameters()), params, "params")
     result = copy.deepcopy(model)
     targets = dict(result.named_parameters())
     with torch.no_grad():
