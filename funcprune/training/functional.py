@@ -1,11 +1,19 @@
 """Pure SGD and Adam steps that keep pruned weights at zero: ``sgd`` and ``adam``.
 
 Each factory returns an immutable optimizer with ``init(params) -> state`` and
-``step(params, grads, state, masks=None) -> (params, state)``. The math is torch.optim's
-(``SGD`` with momentum, dampening, Nesterov and weight decay; ``Adam``/``AdamW``); with ``masks``,
-the pruned entries of the gradient (weight decay included), of every state buffer and of the
-returned parameters are exactly zero, so nothing ever regrows. Nothing is mutated and every step
+``step(params, grads, state, masks=None, *, donate=False) -> (params, state)``. The math is
+torch.optim's (``SGD`` with momentum, dampening, Nesterov and weight decay; ``Adam``/``AdamW``);
+with ``masks``, the pruned entries of every state buffer and of the returned parameters are
+exactly zero, so nothing ever regrows. Unless donated, nothing is mutated and every step
 is plain tensor arithmetic, so it composes with ``torch.func.grad``, ``vmap`` and ``torch.compile``.
+
+Donation. A pure step must return fresh tensors, and on a large model fresh memory is what a step
+costs most: the kernel zeroes every new page (on GPT-2, three fresh parameter-sized buffers cost
+more than torch's whole in-place step). A loop that drops the old values anyway,
+``params, state = opt.step(params, grads, state, masks, donate=True)``, lets the step write into
+the donated ``params`` and ``state`` tensors instead, as ``torch.optim`` does, outside autograd.
+Donated tensors must not be used afterwards; read what the step returns. Donation is a permission,
+as in JAX: under ``vmap``/``grad`` the step allocates as usual, with the same results.
 
 >>> import torch, funcprune as fp
 >>> opt = fp.sgd(0.1, momentum=0.9, weight_decay=0.01)
@@ -21,6 +29,7 @@ tensor([0.7141, 0.0000])
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 from collections.abc import Mapping
@@ -32,6 +41,7 @@ from torch import Tensor
 
 from funcprune._checks import KeyMismatchError, check_masks, check_params, check_tensor_dict
 from funcprune._value import Value, positional
+from funcprune.training._zeroing import zero_pruned_
 from funcprune.types import Params
 
 
@@ -88,84 +98,112 @@ def _check_state(params: Params, *buffers: Mapping[str, Tensor]) -> None:
 class _Lists(NamedTuple):
     """Elementwise ops over lists of tensors: torch's ``_foreach`` kernels (one call for all the
     tensors, not a Python loop of small ops) where they run, else one op per tensor (under
-    ``vmap``, which has no batching rule for them).
+    ``vmap``/``grad``, which have no batching rule for them).
 
-    Ops ending in ``_`` may write into their first list, which must be fresh (made by this step):
-    the fused ops do, the per-tensor ones return new tensors. Either way, use what they return.
+    ``reuse=True`` lets a fused op write into its first list, which must then be fresh (made by
+    this step) or donated; the per-tensor ops always return new tensors. Either way, use what an op
+    returns. ``donate`` says whether the caller donated the state and parameters.
     """
 
     fused: bool
+    donate: bool
 
-    def add(self, xs: list[Tensor], ys: list[Tensor], alpha: float) -> list[Tensor]:
+    def add(self, xs: list[Tensor], ys: list[Tensor], alpha: float, reuse: bool) -> list[Tensor]:
+        """``x + alpha * y``."""
+        if self.fused and reuse:
+            torch._foreach_add_(xs, ys, alpha=alpha)
+            return xs
         if self.fused:
             return list(torch._foreach_add(xs, ys, alpha=alpha))
         return [x.add(y, alpha=alpha) for x, y in zip(xs, ys, strict=True)]
 
-    def add_(self, xs: list[Tensor], ys: list[Tensor], alpha: float) -> list[Tensor]:
-        """``x + alpha * y``."""
-        if self.fused:
-            torch._foreach_add_(xs, ys, alpha=alpha)
+    def scale(self, xs: list[Tensor], factor: float, reuse: bool) -> list[Tensor]:
+        if self.fused and reuse:
+            torch._foreach_mul_(xs, factor)
             return xs
-        return self.add(xs, ys, alpha)
-
-    def scale(self, xs: list[Tensor], factor: float) -> list[Tensor]:
         if self.fused:
             return list(torch._foreach_mul(xs, factor))
         return [x.mul(factor) for x in xs]
 
-    def lerp(self, xs: list[Tensor], ys: list[Tensor], weight: float) -> list[Tensor]:
+    def lerp(self, xs: list[Tensor], ys: list[Tensor], weight: float, reuse: bool) -> list[Tensor]:
+        if self.fused and reuse:
+            torch._foreach_lerp_(xs, ys, weight)
+            return xs
         if self.fused:
             return list(torch._foreach_lerp(xs, ys, weight))
         return [x.lerp(y, weight) for x, y in zip(xs, ys, strict=True)]
 
-    def sqrt(self, xs: list[Tensor]) -> list[Tensor]:
-        return list(torch._foreach_sqrt(xs)) if self.fused else [x.sqrt() for x in xs]
-
-    def addcmul_(self, xs: list[Tensor], ys: list[Tensor], value: float) -> list[Tensor]:
-        """``x + value * y * y``."""
+    def addcmul(self, xs: list[Tensor], ys: list[Tensor], value: float) -> list[Tensor]:
+        """``x + value * y * y``, into ``xs`` (fresh or donated) when fused."""
         if self.fused:
             torch._foreach_addcmul_(xs, ys, ys, value=value)
             return xs
         return [x.addcmul(y, y, value=value) for x, y in zip(xs, ys, strict=True)]
 
-    def adam_update_(
-        self, denom: list[Tensor], exp_avg: list[Tensor], c2: Tensor, eps: float, size: Tensor
+    def adam_update(
+        self, ps: list[Tensor], moments: tuple[list[Tensor], list[Tensor]], adam: _AdamScalars
     ) -> list[Tensor]:
-        """``size * exp_avg / (denom / c2 + eps)``, written into ``denom`` when fused (pass a
-        negative ``size`` for the step to add)."""
-        if self.fused:
-            torch._foreach_div_(denom, c2)
-            torch._foreach_add_(denom, eps)
-            torch._foreach_reciprocal_(denom)
-            torch._foreach_mul_(denom, exp_avg)
-            torch._foreach_mul_(denom, size)
-            return denom
-        return [
-            size * (m * (d / c2 + eps).reciprocal()) for d, m in zip(denom, exp_avg, strict=True)
-        ]
+        """``decay * p + size * exp_avg / (sqrt(exp_avg_sq) / c2 + eps)``: written into the
+        donated ``ps`` (torch's own order of ops), else into the fresh denominator."""
+        exp_avg, exp_avg_sq = moments
+        if not self.fused:
+            return [
+                adam.decay * p + adam.size * (m * ((v.sqrt() / adam.c2 + adam.eps).reciprocal()))
+                for p, m, v in zip(ps, exp_avg, exp_avg_sq, strict=True)
+            ]
+        denom = torch._foreach_sqrt(exp_avg_sq)
+        torch._foreach_div_(denom, adam.c2)
+        torch._foreach_add_(denom, adam.eps)
+        if self.donate:
+            torch._foreach_div_(denom, adam.size)
+            if adam.decay != 1.0:
+                torch._foreach_mul_(ps, adam.decay)
+            torch._foreach_addcdiv_(ps, exp_avg, denom)
+            return ps
+        torch._foreach_reciprocal_(denom)
+        torch._foreach_mul_(denom, exp_avg)
+        torch._foreach_mul_(denom, adam.size)
+        torch._foreach_add_(denom, ps, alpha=adam.decay)
+        return list(denom)
 
-    def mask_(self, xs: list[Tensor], keeps: list[Tensor | None]) -> list[Tensor]:
-        """Zero the pruned entries (``keep`` in the tensor's dtype; ``None``: nothing pruned)."""
-        picked = [(i, keep) for i, keep in enumerate(keeps) if keep is not None]
-        if self.fused and picked:
-            torch._foreach_mul_([xs[i] for i, _ in picked], [keep for _, keep in picked])
+    def mask(self, xs: list[Tensor], masks: list[Tensor | None]) -> list[Tensor]:
+        """Zero the pruned entries (``None``: nothing pruned), in ``xs`` (fresh or donated) when
+        fused."""
+        picked = [(i, mask) for i, mask in enumerate(masks) if mask is not None]
+        if self.fused:
+            zero_pruned_([xs[i] for i, _ in picked], [mask for _, mask in picked])
             return xs
         out = list(xs)
-        for i, keep in picked:
-            out[i] = xs[i] * keep
+        for i, mask in picked:
+            out[i] = xs[i] * mask.to(xs[i].dtype)
         return out
 
 
-def _lists(*groups: list[Tensor]) -> _Lists:
-    """Fused ops unless some tensor is wrapped by a functorch transform (``vmap``, ``grad``)."""
+class _AdamScalars(NamedTuple):
+    """The step's scalars: bias corrections (0-d tensors), eps, the signed step size (a 0-d
+    tensor: ``-lr / c1``) and the decoupled decay factor."""
+
+    c2: Tensor
+    eps: float
+    size: Tensor
+    decay: float
+
+
+def _lists(donate: bool, *groups: list[Tensor]) -> _Lists:
+    """Fused ops unless some tensor is wrapped by a functorch transform (``vmap``, ``grad``),
+    where a donation is not taken up (the step allocates as usual)."""
     wrapped = torch._C._functorch.is_functorch_wrapped_tensor
-    return _Lists(not any(wrapped(t) for group in groups for t in group))
+    fused = not any(wrapped(t) for group in groups for t in group)
+    return _Lists(fused, donate and fused)
 
 
-def _keeps(params: Params, masks: Mapping[str, Tensor]) -> list[Tensor | None]:
-    """Per key, its mask in the parameter's dtype (a same-dtype product is much faster than one
-    with bool), or ``None`` without a mask."""
-    return [masks[key].to(p.dtype) if key in masks else None for key, p in params.items()]
+def _writing(lists: _Lists) -> contextlib.AbstractContextManager[None]:
+    """Outside autograd when writing into donated tensors (leaf parameters may require grad)."""
+    return torch.no_grad() if lists.donate else contextlib.nullcontext()
+
+
+def _masks_in_order(keys: list[str], masks: Mapping[str, Tensor]) -> list[Tensor | None]:
+    return [masks.get(key) for key in keys]
 
 
 def _zeros(params: Params) -> dict[str, Tensor]:
@@ -204,8 +242,13 @@ class SGD(Value):
         grads: Mapping[str, Tensor],
         state: SGDState,
         masks: Mapping[str, Tensor] | None = None,
+        *,
+        donate: bool = False,
     ) -> tuple[dict[str, Tensor], SGDState]:
         """One SGD step; pruned entries of params and buffers come back exactly zero.
+
+        ``donate=True`` hands ``params`` and ``state`` over to the step, which may then write its
+        results into their memory (see the module docs).
 
         >>> import torch, funcprune as fp
         >>> opt, params = fp.sgd(1.0), {"w": torch.tensor([2.0, 2.0])}
@@ -218,20 +261,23 @@ class SGD(Value):
         keys = list(params)
         ps, gs = list(params.values()), [grads[key] for key in keys]
         old = [state.momentum[key] for key in keys] if self.momentum else []
-        lists = _lists(ps, gs, list(masks.values()), old)
-        keeps = _keeps(params, masks)
-        d_p = lists.add(gs, ps, self.weight_decay) if self.weight_decay else gs
-        if any(keep is not None for keep in keeps):  # masked in a fresh copy, never in grads
-            d_p = lists.mask_(d_p if self.weight_decay else lists.scale(d_p, 1.0), keeps)
-        buffers: list[Tensor] = []
-        if self.momentum:
-            buffers = lists.add_(lists.scale(old, self.momentum), d_p, 1 - self.dampening)
-            if self.dampening:  # torch starts the buffer at d_p, undamped
-                first = state.steps == 0
-                buffers = [torch.where(first, d, b) for d, b in zip(d_p, buffers, strict=True)]
-            buffers = lists.mask_(buffers, keeps)
-            d_p = lists.add(d_p, buffers, self.momentum) if self.nesterov else buffers
-        new_params = lists.mask_(lists.add(ps, d_p, -self.lr), keeps)
+        lists = _lists(donate, ps, gs, list(masks.values()), old)
+        pruned = _masks_in_order(keys, masks)
+        with _writing(lists):
+            d_p = lists.add(gs, ps, self.weight_decay, reuse=False) if self.weight_decay else gs
+            buffers: list[Tensor] = []
+            if self.momentum:
+                buffers = lists.scale(old, self.momentum, reuse=lists.donate)
+                buffers = lists.add(buffers, d_p, 1 - self.dampening, reuse=True)
+                if self.dampening:  # torch starts the buffer at d_p, undamped
+                    first = state.steps == 0
+                    buffers = [torch.where(first, d, b) for d, b in zip(d_p, buffers, strict=True)]
+                buffers = lists.mask(buffers, pruned)
+                if self.nesterov:  # d_p is fresh only when weight decay made it
+                    d_p = lists.add(d_p, buffers, self.momentum, reuse=bool(self.weight_decay))
+                else:
+                    d_p = buffers
+            new_params = lists.mask(lists.add(ps, d_p, -self.lr, reuse=lists.donate), pruned)
         return dict(zip(keys, new_params, strict=True)), SGDState(
             state.steps + 1, dict(zip(keys, buffers, strict=True)) if self.momentum else {}
         )
@@ -269,8 +315,13 @@ class Adam(Value):
         grads: Mapping[str, Tensor],
         state: AdamState,
         masks: Mapping[str, Tensor] | None = None,
+        *,
+        donate: bool = False,
     ) -> tuple[dict[str, Tensor], AdamState]:
         """One Adam step; pruned entries of params and moments come back exactly zero.
+
+        ``donate=True`` hands ``params`` and ``state`` over to the step, which may then write its
+        results into their memory (see the module docs).
 
         >>> import torch, funcprune as fp
         >>> opt, params = fp.adam(0.5), {"w": torch.tensor([2.0, 2.0])}
@@ -283,28 +334,22 @@ class Adam(Value):
         steps = state.steps + 1
         correction1 = 1 - beta1 ** steps.to(torch.float64)
         correction2_sqrt = (1 - beta2 ** steps.to(torch.float64)).sqrt()
+        decay = 1 - self.lr * self.weight_decay if self.decoupled_weight_decay else 1.0
+        scalars = _AdamScalars(correction2_sqrt, self.eps, -self.lr / correction1, decay)
         keys = list(params)
         ps, gs = list(params.values()), [grads[key] for key in keys]
         moments = [state.exp_avg[key] for key in keys], [state.exp_avg_sq[key] for key in keys]
-        lists = _lists(ps, gs, list(masks.values()), *moments)
-        keeps = _keeps(params, masks)
-        decay = 1 - self.lr * self.weight_decay if self.decoupled_weight_decay else 1.0
-        if self.weight_decay and not self.decoupled_weight_decay:
-            gs = lists.add(gs, ps, self.weight_decay)
-        if any(keep is not None for keep in keeps):
-            fresh = self.weight_decay and not self.decoupled_weight_decay
-            gs = lists.mask_(gs if fresh else lists.scale(gs, 1.0), keeps)
-        exp_avg = lists.mask_(lists.lerp(moments[0], gs, 1 - beta1), keeps)
-        exp_avg_sq = lists.addcmul_(lists.scale(moments[1], beta2), gs, 1 - beta2)
-        exp_avg_sq = lists.mask_(exp_avg_sq, keeps)
-        update = lists.adam_update_(
-            lists.sqrt(exp_avg_sq),
-            exp_avg,
-            correction2_sqrt,
-            self.eps,
-            -self.lr / correction1,
-        )
-        new_params = lists.mask_(lists.add_(update, ps, decay), keeps)  # decay * p - step
+        lists = _lists(donate, ps, gs, list(masks.values()), *moments)
+        pruned = _masks_in_order(keys, masks)
+        with _writing(lists):
+            if self.weight_decay and not self.decoupled_weight_decay:
+                gs = lists.add(gs, ps, self.weight_decay, reuse=False)
+            exp_avg = lists.lerp(moments[0], gs, 1 - beta1, reuse=lists.donate)
+            exp_avg = lists.mask(exp_avg, pruned)
+            exp_avg_sq = lists.scale(moments[1], beta2, reuse=lists.donate)
+            exp_avg_sq = lists.mask(lists.addcmul(exp_avg_sq, gs, 1 - beta2), pruned)
+            new_params = lists.adam_update(ps, (exp_avg, exp_avg_sq), scalars)
+            new_params = lists.mask(new_params, pruned)
         return dict(zip(keys, new_params, strict=True)), AdamState(
             steps, dict(zip(keys, exp_avg, strict=True)), dict(zip(keys, exp_avg_sq, strict=True))
         )

@@ -35,6 +35,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from funcprune._checks import check_masks, check_params
+from funcprune.training._zeroing import zero_pruned_
 
 
 def _checked(
@@ -55,26 +56,10 @@ def _checked(
         )
 
 
-@torch.no_grad()
-def _zero_pruned(pairs: list[tuple[Tensor, Tensor]]) -> None:
-    """Multiply each tensor by its mask, in place, in one ``_foreach`` call per dtype.
-
-    The masks are converted to the tensors' dtype first: a same-dtype product is several times
-    faster than one with a bool tensor, and the conversion costs less than the difference.
-    """
-    by_dtype: dict[tuple[torch.dtype, torch.device], list[tuple[Tensor, Tensor]]] = {}
-    for tensor, mask in pairs:
-        by_dtype.setdefault((tensor.dtype, tensor.device), []).append((tensor, mask))
-    for (dtype, _), group in by_dtype.items():
-        keeps: dict[int, Tensor] = {}  # one conversion per mask, shared by its tensors
-        for _, mask in group:
-            keeps.setdefault(id(mask), mask.to(dtype))
-        torch._foreach_mul_([t for t, _ in group], [keeps[id(m)] for _, m in group])
-
-
 def _mask_grads(params: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> None:
-    grads = [(params[key].grad, mask) for key, mask in masks.items()]
-    _zero_pruned([(grad, mask) for grad, mask in grads if grad is not None])
+    pairs = [(params[key].grad, mask) for key, mask in masks.items()]
+    present = [(grad, mask) for grad, mask in pairs if grad is not None]
+    zero_pruned_([grad for grad, _ in present], [mask for _, mask in present])
 
 
 _ZERO_PRESERVING = (
@@ -149,12 +134,14 @@ def _mask_weights_and_state(
 ) -> None:
     """Zero the pruned weight and state entries, except for ``untouched`` keys (the step kept
     them zero), and record every key as zeroed."""
-    pairs: list[tuple[Tensor, Tensor]] = []
+    tensors: list[Tensor] = []
+    their_masks: list[Tensor] = []
     for key, mask in masks.items():
         if key not in untouched:
-            param = params[key]
-            pairs.extend((t, mask) for t in [param, *_state_tensors(optimizer, param)])
-    _zero_pruned(pairs)
+            held = [params[key], *_state_tensors(optimizer, params[key])]
+            tensors.extend(held)
+            their_masks.extend([mask] * len(held))
+    zero_pruned_(tensors, their_masks)
     zeroed = _ZEROED.setdefault(optimizer, {})
     for key, mask in masks.items():
         zeroed[id(params[key])] = _record(optimizer, params[key], mask)
