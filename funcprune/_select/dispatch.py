@@ -25,6 +25,7 @@ tensor([ True, False,  True, False])
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -36,10 +37,15 @@ from funcprune._select import eager
 from funcprune._select.chunks import SAME, KeyMaker, key_dtype
 from funcprune._select.keys import order_keys
 from funcprune._select.radix import static_prune_smallest
-from funcprune._select.random import random_keys, random_keys_into
+from funcprune._select.random import random_keys, random_keys_into, random_keys_of
 from funcprune._select.rank import RANK_LIMIT, rank_prune_smallest
 from funcprune._select.sweep import sweep_prune_smallest
 from funcprune._tensors import is_concrete
+
+_SMALL = 1 << 12
+"""Most entries of a tensor merged with its neighbours (larger ones gain little from merging)."""
+_MERGED = 1 << 20
+"""Most entries of a merged run of small tensors."""
 
 
 def prune_smallest(
@@ -88,7 +94,12 @@ def prune_smallest_magnitudes(
             return order_keys(torch.abs(part, out=magnitudes))
         return order_keys(magnitudes.copy_(part).abs_())
 
-    return _prune(list(scores), eligible, k, KeyMaker(magnitude_keys, wide, wide.itemsize))
+    flat = [s.reshape(-1) for s in scores]
+    runs = _runs(flat)
+    merged = [torch.cat([flat[i] for i in run]) if len(run) > 1 else flat[run[0]] for run in runs]
+    key_maker = KeyMaker(magnitude_keys, wide, wide.itemsize)
+    masks = _prune(merged, _merged_eligible(eligible, flat, runs), k, key_maker)
+    return _unmerged(masks, runs, [s.shape for s in scores])
 
 
 def prune_smallest_random(
@@ -107,8 +118,16 @@ def prune_smallest_random(
     >>> all(torch.equal(m, e) for m, e in zip(masks, prune_smallest(keys, [None, None], torch.tensor(2))))
     True
     """
-    flat = [p.reshape(-1) for p in params.values()]
-    key_maker = _position_keys(seed, list(params), flat)
+    names, flat = list(params), [p.reshape(-1) for p in params.values()]
+    runs = _runs(flat)
+    merged = [
+        random_keys_of(seed, [names[i] for i in run], [flat[i].numel() for i in run], device)
+        if len(run) > 1
+        else flat[run[0]]
+        for run in runs
+        for device in [flat[run[0]].device]
+    ]
+    key_maker = _position_keys(seed, [names[r[0]] if len(r) == 1 else None for r in runs], merged)
     if key_maker is None:
         keys = [random_keys(seed, key, p.numel(), p.device) for key, p in params.items()]
         return prune_smallest(
@@ -116,15 +135,16 @@ def prune_smallest_random(
             eligible,
             k,
         )
-    masks = _prune(flat, eligible, k, key_maker)
-    return [mask.reshape(p.shape) for mask, p in zip(masks, params.values(), strict=True)]
+    masks = _prune(merged, _merged_eligible(eligible, flat, runs), k, key_maker)
+    return _unmerged(masks, runs, [p.shape for p in params.values()])
 
 
-def _position_keys(seed: int, names: list[str], flat: list[Tensor]) -> KeyMaker | None:
+def _position_keys(seed: int, names: list[str | None], flat: list[Tensor]) -> KeyMaker | None:
     """A key maker hashing the flat positions of slices of ``flat``, or ``None`` if it cannot.
 
     A slice is told apart by its address: the tensor whose memory holds it names its key, the
     distance from that tensor's start its first position, and its stride the step between them.
+    A tensor named ``None`` holds keys already (merged small parameters): its slices are returned.
     The positions and the hash's temporaries live in the scratch buffer (two int64 words per
     entry, hence its complex128 dtype), so the passes make no chunk-sized allocations.
     """
@@ -133,18 +153,24 @@ def _position_keys(seed: int, names: list[str], flat: list[Tensor]) -> KeyMaker 
     ):
         return None
     spans = sorted(
-        (f.data_ptr(), f.data_ptr() + f.numel() * f.element_size(), f.element_size(), name)
-        for f, name in zip(flat, names, strict=True)
-        if f.numel()
+        [
+            (f.data_ptr(), f.data_ptr() + f.numel() * f.element_size(), f.element_size(), name)
+            for f, name in zip(flat, names, strict=True)
+            if f.numel()
+        ],
+        key=lambda span: span[:2],
     )
     if any(after[0] < before[1] for before, after in itertools.pairwise(spans)):
         return None  # aliased parameters: an address would not name one key
+    starts = [span[0] for span in spans]
 
     def make(part: Tensor, scratch: Tensor | None) -> Tensor:
         n = part.numel()
         if n == 0:
             return torch.empty(0, dtype=torch.int32, device=part.device)
-        start, _, size, name = next(s for s in spans if s[0] <= part.data_ptr() < s[1])
+        start, _, size, name = spans[bisect.bisect_right(starts, part.data_ptr()) - 1]
+        if name is None:
+            return part
         first, step = (part.data_ptr() - start) // size, part.stride(0) if n > 1 else 1
         words = (
             torch.empty(2 * n, dtype=torch.int64, device=part.device)
@@ -156,6 +182,61 @@ def _position_keys(seed: int, names: list[str], flat: list[Tensor]) -> KeyMaker 
         return random_keys_into(seed, name, positions, words[half : half + n])
 
     return KeyMaker(make, torch.complex128, 16)
+
+
+def _runs(flat: list[Tensor]) -> list[list[int]]:
+    """Indices of ``flat`` in order, in runs: readable small neighbours together, others alone.
+
+    A run of several tensors is merged into one (their values, or their keys, concatenated),
+    which the kernels then pass over as one tensor: many tiny parameters cost a few operations,
+    not a few each. A merged run holds at most ``_MERGED`` entries, so the copies stay small.
+    """
+    runs: list[list[int]] = []
+    size = _MERGED + 1  # no open run
+    for i, f in enumerate(flat):
+        n = f.numel()
+        if n > _SMALL or not is_concrete(f):
+            runs.append([i])
+            size = _MERGED + 1
+        elif size + n <= _MERGED and f.device == flat[runs[-1][0]].device:
+            runs[-1].append(i)
+            size += n
+        else:
+            runs.append([i])
+            size = n
+    return runs
+
+
+def _merged_eligible(
+    eligible: Sequence[Tensor | None], flat: list[Tensor], runs: list[list[int]]
+) -> list[Tensor | None]:
+    """The eligible entries of each run, flat: ``None`` where all of its tensors' are."""
+    merged: list[Tensor | None] = []
+    for run in runs:
+        given = [eligible[i] for i in run]
+        if len(run) == 1 or all(ok is None for ok in given):
+            merged.append(None if given[0] is None else given[0].reshape(-1))
+            continue
+        parts = [
+            torch.ones(flat[i].numel(), dtype=torch.bool, device=flat[i].device)
+            if ok is None
+            else ok.reshape(-1)
+            for i, ok in zip(run, given, strict=True)
+        ]
+        merged.append(torch.cat(parts))
+    return merged
+
+
+def _unmerged(masks: list[Tensor], runs: list[list[int]], shapes: list[torch.Size]) -> list[Tensor]:
+    """Per tensor, its mask: a merged run's mask split back into its tensors' shapes."""
+    out: list[Tensor] = []
+    for mask, run in zip(masks, runs, strict=True):
+        sizes = [shapes[i].numel() for i in run]
+        out.extend(
+            part.reshape(shapes[i])
+            for part, i in zip(torch.split(mask.reshape(-1), sizes), run, strict=True)
+        )
+    return out
 
 
 def _prune(

@@ -19,7 +19,7 @@ affine index expression (whose int64 overflow it miscompiles).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import torch
@@ -117,9 +117,35 @@ def random_keys_at(seed: int, key: str, indices: Tensor) -> Tensor:
     >>> bool(torch.equal(random_keys_at(0, "w", torch.tensor([4, 1])), keys[[4, 1]]))
     True
     """
-    hashed = indices ^ stream_offset(seed, key)
-    hashed *= _signed(_GOLDEN)
-    return _shr(_finalize(hashed), 33).to(torch.int32)
+    return _keys_of(indices ^ stream_offset(seed, key))
+
+
+def random_keys_of(
+    seed: int, keys: Sequence[str], sizes: Sequence[int], device: torch.device
+) -> Tensor:
+    """The :func:`random_keys` of ``sizes[i]`` entries of every parameter ``keys[i]``, concatenated.
+
+    One pass for all of them: many small parameters cost a few tensor operations, not a few each.
+
+    >>> import torch
+    >>> cpu = torch.device("cpu")
+    >>> both = random_keys_of(0, ["a", "b"], [3, 2], cpu)
+    >>> bool(torch.equal(both, torch.cat([random_keys(0, "a", 3, cpu), random_keys(0, "b", 2, cpu)])))
+    True
+    """
+    seeded = [_signed(seed * _GOLDEN + key_hash(key)) for key in keys]
+    starts = _finalize(torch.tensor(seeded, dtype=torch.int64, device=device))  # stream_offset's
+    counts = torch.tensor(sizes, dtype=torch.int64, device=device)
+    firsts = torch.cumsum(counts, 0) - counts
+    positions = torch.arange(int(counts.sum()), dtype=torch.int64, device=device)
+    positions -= torch.repeat_interleave(firsts, counts)
+    return _keys_of(positions ^ torch.repeat_interleave(starts, counts))
+
+
+def _keys_of(words: Tensor) -> Tensor:
+    """The int32 keys of int64 ``words`` (indices mixed with their stream's start); overwrites them."""
+    words *= _signed(_GOLDEN)
+    return _shr(_finalize(words), 33).to(torch.int32)
 
 
 def random_keys_into(seed: int, key: str, words: Tensor, spare: Tensor) -> Tensor:

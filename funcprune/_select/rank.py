@@ -9,6 +9,9 @@ int32 ranks), so the dispatcher gives it at most ``RANK_LIMIT`` entries.
 >>> import torch
 >>> rank_prune_smallest([torch.tensor([3, 1, 1, 2])], [None], torch.tensor(3), [torch.Size([4])])
 [tensor([ True, False, False, False])]
+
+:func:`rank_prune_rows` is the same selection done for every row of a batch at once: many small
+tensors of one shape, stacked, cost one sort instead of one kernel call each.
 """
 
 from __future__ import annotations
@@ -55,4 +58,33 @@ def rank_prune_smallest(
     ]
 
 
-__all__ = ["RANK_LIMIT", "rank_prune_smallest"]
+def rank_prune_rows(keys: Tensor, eligible: Tensor | None, k: Tensor) -> Tensor:
+    """:func:`rank_prune_smallest` on every row of 2-d readable ``keys``, with ``k[i]`` for row ``i``.
+
+    Each row is sorted stably; its eligible entries are counted in that order and the first
+    ``k[i]`` of them are pruned, so ties are pruned lowest index first, as in the other kernels.
+
+    Args:
+        keys: ``(rows, n)`` integer keys.
+        eligible: ``(rows, n)`` bool tensor of the entries that may be pruned, or ``None`` for all.
+        k: ``(rows,)`` integer counts, each at most its row's number of eligible entries.
+
+    Returns:
+        The ``(rows, n)`` keep mask; ineligible entries are ``False``.
+
+    >>> import torch
+    >>> rank_prune_rows(torch.tensor([[3, 1, 1], [0, 2, 0]]), None, torch.tensor([2, 1]))
+    tensor([[ True, False, False],
+            [False,  True,  True]])
+    """
+    order = torch.sort(keys, dim=1, stable=True).indices
+    limit = k.reshape(-1, 1)
+    if eligible is None:
+        kept = torch.arange(keys.shape[1], device=keys.device) >= limit
+    else:
+        alive = eligible.gather(1, order)
+        kept = alive & (alive.cumsum(1) > limit)
+    return torch.empty(keys.shape, dtype=torch.bool, device=keys.device).scatter_(1, order, kept)
+
+
+__all__ = ["RANK_LIMIT", "rank_prune_rows", "rank_prune_smallest"]

@@ -11,6 +11,7 @@ rounded half-to-even like Python's ``round`` (torch's rule), or a non-negative `
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -90,12 +91,41 @@ def units_to_prune(
     """
     remaining = remaining.to(torch.int64)
     if isinstance(amount, int):
-        left = concrete_int(remaining) if known is None else known
-        if left is not None and amount > left:
-            raise ValueError(
-                f"{key!r}: amount={amount} asks to prune {amount} {unit} but only {left} remain "
-                f"unpruned; pass a count <= {left} or a fraction"
-            )
+        _check_count(amount, concrete_int(remaining) if known is None else known, key, unit)
+    return _count(amount, remaining, key)
+
+
+def row_units_to_prune(
+    amount: Amount, remaining: Tensor, *, keys: Sequence[str], unit: str, known: int | None = None
+) -> Tensor:
+    """:func:`units_to_prune` for a batch of readable parameters: ``remaining[i]`` is ``keys[i]``'s.
+
+    An int count larger than a row's remaining units raises naming the key with the fewest.
+
+    >>> import torch
+    >>> row_units_to_prune(0.5, torch.tensor([5, 4]), keys=["a", "b"], unit="entries").tolist()
+    [2, 2]
+    """
+    remaining = remaining.to(torch.int64)
+    if isinstance(amount, int):
+        fewest = 0 if known is not None else int(remaining.argmin())
+        left = known if known is not None else int(remaining[fewest])
+        _check_count(amount, left, keys[fewest], unit)
+    return _count(amount, remaining, keys[0])
+
+
+def _check_count(amount: int, left: int | None, key: str, unit: str) -> None:
+    """An int count may not exceed the ``left`` remaining units (when that number is known)."""
+    if left is not None and amount > left:
+        raise ValueError(
+            f"{key!r}: amount={amount} asks to prune {amount} {unit} but only {left} remain "
+            f"unpruned; pass a count <= {left} or a fraction"
+        )
+
+
+def _count(amount: Amount, remaining: Tensor, key: str) -> Tensor:
+    """``amount`` of int64 ``remaining`` as a count of units, rounded half-to-even and clamped."""
+    if isinstance(amount, int):
         return torch.minimum(torch.full_like(remaining, amount), remaining)
     fraction = _tensor_fraction(amount, remaining, key) if isinstance(amount, Tensor) else amount
     count = torch.round(remaining.to(torch.float64) * fraction).to(torch.int64)

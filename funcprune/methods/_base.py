@@ -11,6 +11,7 @@ hyperparameters, it compares and hashes by value and prints as the factory call 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -21,6 +22,7 @@ from funcprune._value import Value
 from funcprune._value import positional as positional
 from funcprune.distributed._detect import any_dtensor
 from funcprune.methods._dense import check_dense
+from funcprune.methods._rows import Rows, row_batches, stacked
 from funcprune.types import Masks, Params, Scores
 
 
@@ -70,25 +72,49 @@ class Method(Value):
 class PerKeyMethod(Method):
     """A method that prunes each parameter on its own: subclasses implement ``_prune_one``.
 
-    Every key is tried before anything is raised, so one error names every offending key.
+    Subclasses that also implement ``_prune_rows`` (and set ``batched``) prune many small
+    same-shaped parameters as one stacked batch (:mod:`funcprune.methods._rows`), with the masks
+    ``_prune_one`` gives. Every key is tried before anything is raised, so one error names every
+    offending key; a batch that raises is redone key by key for that.
     """
 
+    batched: ClassVar[bool] = False
+
     def _prune(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
+        batches, single = (
+            row_batches(params, masks, scores) if self._batches() else ([], list(params))
+        )
         result: Masks = {}
-        errors: list[Exception] = []
-        for key, param in params.items():
+        for keys in batches:
             try:
-                result[key] = self._prune_one(key, param, masks.get(key), scores.get(key))
+                kept = self._prune_rows(stacked(keys, params, masks, scores))
+            except (ValueError, TypeError):  # per key below, so that the error names each key
+                single.extend(keys)
+                continue
+            result.update(zip(keys, kept.unbind(0), strict=True))
+        errors: dict[str, Exception] = {}
+        for key in single:
+            try:
+                result[key] = self._prune_one(key, params[key], masks.get(key), scores.get(key))
             except (ValueError, TypeError) as error:
-                errors.append(error)
+                errors[key] = error
         if errors:
-            raise one_error(repr(self), errors)
-        return result
+            raise one_error(repr(self), [errors[key] for key in params if key in errors])
+        return {key: result[key] for key in params}
+
+    def _batches(self) -> bool:
+        """Whether to batch: the subclass can, and its tensor fields are readable (not ``vmap``)."""
+        fields = self._fields()
+        return self.batched and all(is_concrete(v) for v in fields if isinstance(v, Tensor))
 
     def _prune_one(
         self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
     ) -> Tensor:
         """The mask of one parameter, given its survivors and importance score (if any)."""
+        raise NotImplementedError
+
+    def _prune_rows(self, rows: Rows) -> Tensor:
+        """The stacked masks of a batch: row ``i`` is ``_prune_one``'s mask of ``rows.keys[i]``."""
         raise NotImplementedError
 
 

@@ -25,6 +25,7 @@ from torch import Tensor
 from funcprune._checks import check_dim, check_int
 from funcprune._select import order_keys
 from funcprune.methods._base import PerKeyMethod
+from funcprune.methods._rows import Rows
 from funcprune.methods._scoring import score_source
 
 
@@ -100,13 +101,23 @@ class NMSemistructured(PerKeyMethod):
     m: int
     dim: int = 1
     factory: ClassVar[str] = "nm_semistructured"
+    batched: ClassVar[bool] = True
 
     def _prune_one(
         self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
     ) -> Tensor:
-        dim = _group_dim(key, param.shape, self.dim, self.m)
+        return self._keep(key, param, survivors, score, 0)
+
+    def _prune_rows(self, rows: Rows) -> Tensor:
+        return self._keep(rows.keys[0], rows.params, rows.survivors, rows.scores, 1)
+
+    def _keep(
+        self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None, lead: int
+    ) -> Tensor:
+        """The N:M keep mask of ``param``, whose first ``lead`` dims are batch dims."""
+        dim = _group_dim(key, param.shape[lead:], self.dim, self.m)
         source = score_source(key, param, score, self.factory)
-        return nm_keep(order_keys(source.abs()), survivors, self.n, self.m, dim)
+        return nm_keep(order_keys(source.abs()), survivors, self.n, self.m, dim + lead)
 
 
 def nm_semistructured(n: int, m: int, *, dim: int = 1) -> NMSemistructured:

@@ -21,12 +21,14 @@ import torch
 from torch import Tensor
 
 from funcprune._checks import check_int
-from funcprune._select import order_keys, random_keys
+from funcprune._select import order_keys, random_keys, random_keys_of
 from funcprune.methods._amount import check_amount
 from funcprune.methods._base import PerKeyMethod, positional
+from funcprune.methods._rows import Rows
 from funcprune.methods._scoring import (
     channel_dim,
     current,
+    prune_slice_rows,
     prune_slices,
     score_source,
 )
@@ -44,6 +46,7 @@ class RandomStructured(PerKeyMethod):
     dim: int = -1
     seed: int = 0
     factory: ClassVar[str] = "random_structured"
+    batched: ClassVar[bool] = True
 
     def _prune_one(
         self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
@@ -51,6 +54,13 @@ class RandomStructured(PerKeyMethod):
         dim = channel_dim(key, param.shape, self.dim, self.factory)
         keys = random_keys(self.seed, key, param.shape[dim], param.device)
         return prune_slices(key, param, survivors, keys, self.amount, dim)
+
+    def _prune_rows(self, rows: Rows) -> Tensor:
+        shape = rows.params.shape[1:]
+        dim = channel_dim(rows.keys[0], shape, self.dim, self.factory)
+        sizes = [shape[dim]] * len(rows.keys)
+        keys = random_keys_of(self.seed, rows.keys, sizes, rows.params.device)
+        return prune_slice_rows(rows, keys.reshape(len(rows.keys), -1), self.amount, dim)
 
 
 def _check_matrix_norm(key: str, n: Norm, shape: torch.Size, dim: int) -> None:
@@ -72,16 +82,35 @@ class LnStructured(PerKeyMethod):
     n: Norm = 2
     dim: int = -1
     factory: ClassVar[str] = "ln_structured"
+    batched: ClassVar[bool] = True
 
     def _prune_one(
         self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
     ) -> Tensor:
         dim = channel_dim(key, param.shape, self.dim, self.factory)
+        keys = self._norm_keys(key, param, survivors, score, dim, 0)
+        return prune_slices(key, param, survivors, keys, self.amount, dim)
+
+    def _prune_rows(self, rows: Rows) -> Tensor:
+        key = rows.keys[0]
+        dim = channel_dim(key, rows.params.shape[1:], self.dim, self.factory)
+        keys = self._norm_keys(key, rows.params, rows.survivors, rows.scores, dim, 1)
+        return prune_slice_rows(rows, keys, self.amount, dim)
+
+    def _norm_keys(
+        self,
+        key: str,
+        param: Tensor,
+        survivors: Tensor | None,
+        score: Tensor | None,
+        dim: int,
+        lead: int,
+    ) -> Tensor:
+        """Order keys of the slices' norms along ``dim`` of ``param`` after ``lead`` batch dims."""
         source = score_source(key, current(param, survivors), score, self.factory)
-        others = [d for d in range(param.dim()) if d != dim]
-        _check_matrix_norm(key, self.n, param.shape, dim)
-        norms = torch.norm(source, p=self.n, dim=others)
-        return prune_slices(key, param, survivors, order_keys(norms), self.amount, dim)
+        _check_matrix_norm(key, self.n, param.shape[lead:], dim)
+        others = [d for d in range(lead, param.dim()) if d != dim + lead]
+        return order_keys(torch.norm(source, p=self.n, dim=others))
 
 
 def _float_or_none(n: numbers.Real) -> float | None:

@@ -20,11 +20,18 @@ import torch
 from torch import Tensor
 
 from funcprune._checks import check_int, check_tensor_dict, check_tensor_mapping
-from funcprune._select import prune_smallest_magnitudes, prune_smallest_random
+from funcprune._select import (
+    order_keys,
+    prune_smallest_magnitudes,
+    prune_smallest_random,
+    random_keys_of,
+)
 from funcprune.methods._amount import check_amount, units_to_prune
 from funcprune.methods._base import Method, PerKeyMethod, all_kept, positional
+from funcprune.methods._rows import Rows
 from funcprune.methods._scoring import (
     entry_count,
+    prune_entry_rows,
     score_source,
     unit_count,
 )
@@ -53,12 +60,19 @@ class RandomUnstructured(PerKeyMethod):
     amount: Amount = positional()
     seed: int = 0
     factory: ClassVar[str] = "random_unstructured"
+    batched: ClassVar[bool] = True
 
     def _prune_one(
         self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
     ) -> Tensor:
         count = entry_count(key, param, survivors, self.amount)
         return prune_smallest_random(self.seed, {key: param}, [survivors], count)[0]
+
+    def _prune_rows(self, rows: Rows) -> Tensor:
+        shape = rows.params.shape
+        sizes = [shape[1:].numel()] * shape[0]
+        keys = random_keys_of(self.seed, rows.keys, sizes, rows.params.device)
+        return prune_entry_rows(rows, keys.reshape(shape), self.amount)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -67,6 +81,7 @@ class L1Unstructured(PerKeyMethod):
 
     amount: Amount = positional()
     factory: ClassVar[str] = "l1_unstructured"
+    batched: ClassVar[bool] = True
 
     def _prune_one(
         self, key: str, param: Tensor, survivors: Tensor | None, score: Tensor | None
@@ -74,6 +89,10 @@ class L1Unstructured(PerKeyMethod):
         source = score_source(key, param, score, self.factory)
         count = entry_count(key, param, survivors, self.amount)
         return prune_smallest_magnitudes([source], [survivors], count)[0]
+
+    def _prune_rows(self, rows: Rows) -> Tensor:
+        source = score_source(rows.keys[0], rows.params, rows.scores, self.factory)
+        return prune_entry_rows(rows, order_keys(source.abs()), self.amount)
 
 
 def _masks_for(masks: tuple[tuple[str, Tensor], ...]) -> str:
