@@ -400,3 +400,74 @@ def test_donation_is_not_taken_up_under_vmap() -> None:
     assert torch.equal(params["w"], copy)
     expected = opt.step(params, grads, opt.init(params), masks)[0]["w"]
     torch.testing.assert_close(batched, torch.stack([expected, expected]))
+
+
+@pytest.mark.parametrize(
+    "opt",
+    [
+        fp.adam(0.01, weight_decay=0.1),
+        fp.adam(0.01, weight_decay=0.1, decoupled_weight_decay=True),
+        fp.sgd(0.1, momentum=0.9, dampening=0.5, weight_decay=0.01),
+        fp.sgd(0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+        fp.sgd(0.1),
+    ],
+    ids=repr,
+)
+def test_donated_steps_walk_large_tensors_in_chunks_with_the_same_results(
+    opt: fp.training.functional.SGD | fp.training.functional.Adam,
+) -> None:
+    """Tensors larger than a chunk are stepped chunk by chunk when donated."""
+    from funcprune.training._chunked import CHUNK
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = {"big": (3, CHUNK + 7), "small": (5,), "strided": (4, 6)}
+    params = {k: torch.randn(s, generator=gen, dtype=torch.float64) for k, s in shapes.items()}
+    params["strided"] = params["strided"].t()  # not contiguous: stepped whole
+    masks = {k: torch.rand(p.shape, generator=gen) > 0.3 for k, p in params.items()}
+    pure, pure_state = dict(params), opt.init(params)
+    given = {k: p.clone() for k, p in params.items()}
+    given_state = opt.init(given)
+    for _ in range(3):
+        grads = {
+            k: torch.randn(p.shape, generator=gen, dtype=torch.float64) for k, p in params.items()
+        }
+        pure, pure_state = opt.step(pure, grads, pure_state, masks)  # type: ignore[arg-type]
+        given, given_state = opt.step(given, grads, given_state, masks, donate=True)  # type: ignore[arg-type]
+    for key in params:
+        torch.testing.assert_close(given[key], pure[key], rtol=1e-12, atol=1e-12)
+        assert not given[key][~masks[key]].any()
+
+
+def test_zero_pruned_walks_large_tensors_exactly() -> None:
+    from funcprune.training._chunked import CHUNK, zero_pruned_
+
+    gen = torch.Generator().manual_seed(1)
+    tensors = [torch.randn(2 * CHUNK + 3, generator=gen), torch.randn(7, generator=gen)]
+    masks = [torch.rand(t.shape, generator=gen) > 0.5 for t in tensors]
+    expected = [t * m for t, m in zip(tensors, masks, strict=True)]
+    zero_pruned_(tensors, masks)
+    for got, want in zip(tensors, expected, strict=True):
+        assert torch.equal(got, want)
+
+
+@given(
+    st.sampled_from([torch.float32, torch.float64, torch.bfloat16, torch.float16]),
+    st.sampled_from([1e-8, 1e-6, 1e-12, 1e-30]),
+    st.sampled_from([0.0, 0.9, 0.999, 0.999999]),
+    st.integers(1, 10_000),
+)
+def test_the_second_moment_floor_never_changes_the_denominator(
+    dtype: torch.dtype, eps: float, beta2: float, t: int
+) -> None:
+    """Zeros and subnormals raised to the floor give bit-identical Adam denominators."""
+    from funcprune.training.functional import _sqrt_floor
+
+    floor = _sqrt_floor({dtype}, eps, beta2)
+    if floor is None:
+        return
+    info = torch.finfo(dtype)
+    v = torch.tensor([0.0, info.tiny / 2, info.tiny / 1024, info.tiny, 1e-3], dtype=dtype)
+    c2 = torch.tensor(1 - beta2**t, dtype=torch.float64).sqrt()
+    plain = v.sqrt() / c2 + eps
+    floored = v.clamp_min(floor).sqrt() / c2 + eps
+    assert torch.equal(plain, floored)

@@ -29,19 +29,20 @@ tensor([0.7141, 0.0000])
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
 
 from funcprune._checks import KeyMismatchError, check_masks, check_params, check_tensor_dict
+from funcprune._threads import one_thread
 from funcprune._value import Value, positional
-from funcprune.training._zeroing import zero_pruned_
+from funcprune.training._chunked import Scratch, in_chunks, multiply_
 from funcprune.types import Params
 
 
@@ -107,6 +108,7 @@ class _Lists(NamedTuple):
 
     fused: bool
     donate: bool
+    scratch: Scratch | None = None
 
     def add(self, xs: list[Tensor], ys: list[Tensor], alpha: float, reuse: bool) -> list[Tensor]:
         """``x + alpha * y``."""
@@ -151,7 +153,7 @@ class _Lists(NamedTuple):
                 adam.decay * p + adam.size * (m * ((v.sqrt() / adam.c2 + adam.eps).reciprocal()))
                 for p, m, v in zip(ps, exp_avg, exp_avg_sq, strict=True)
             ]
-        denom = torch._foreach_sqrt(exp_avg_sq)
+        denom = self._square_roots(exp_avg_sq, adam.floor)
         torch._foreach_div_(denom, adam.c2)
         torch._foreach_add_(denom, adam.eps)
         if self.donate:
@@ -164,29 +166,74 @@ class _Lists(NamedTuple):
         torch._foreach_mul_(denom, exp_avg)
         torch._foreach_mul_(denom, adam.size)
         torch._foreach_add_(denom, ps, alpha=adam.decay)
-        return list(denom)
+        return denom
+
+    def _square_roots(self, xs: list[Tensor], floor: float | None) -> list[Tensor]:
+        """``sqrt(max(x, floor))`` (``floor`` from :func:`_sqrt_floor`), in fresh tensors or, for
+        one chunk of a donated tensor, in scratch; torch's square root of zero is about ten
+        times slower than of a normal number, and pruned entries are zero."""
+        if self.scratch is not None:
+            outs = [self.scratch.buffer("denom", x) for x in xs]
+            if floor is None:
+                return [torch.sqrt(x, out=out) for x, out in zip(xs, outs, strict=True)]
+            return [
+                torch.clamp_min(x, floor, out=out).sqrt_() for x, out in zip(xs, outs, strict=True)
+            ]
+        if floor is None:
+            return list(torch._foreach_sqrt(xs))
+        roots = list(torch._foreach_clamp_min(xs, floor))
+        torch._foreach_sqrt_(roots)
+        return roots
+
+    def where(self, condition: Tensor, xs: list[Tensor], ys: list[Tensor]) -> list[Tensor]:
+        """``x if condition else y`` (a 0-d bool), into ``ys`` (fresh or donated) when fused."""
+        if self.fused:
+            return [torch.where(condition, x, y, out=y) for x, y in zip(xs, ys, strict=True)]
+        return [torch.where(condition, x, y) for x, y in zip(xs, ys, strict=True)]
 
     def mask(self, xs: list[Tensor], masks: list[Tensor | None]) -> list[Tensor]:
         """Zero the pruned entries (``None``: nothing pruned), in ``xs`` (fresh or donated) when
         fused."""
-        picked = [(i, mask) for i, mask in enumerate(masks) if mask is not None]
         if self.fused:
-            zero_pruned_([xs[i] for i, _ in picked], [mask for _, mask in picked])
+            with one_thread():
+                multiply_(xs, masks, self.scratch)
             return xs
-        out = list(xs)
-        for i, mask in picked:
-            out[i] = xs[i] * mask.to(xs[i].dtype)
-        return out
+        return [
+            x if mask is None else x * mask.to(x.dtype) for x, mask in zip(xs, masks, strict=True)
+        ]
 
 
 class _AdamScalars(NamedTuple):
     """The step's scalars: bias corrections (0-d tensors), eps, the signed step size (a 0-d
-    tensor: ``-lr / c1``) and the decoupled decay factor."""
+    tensor: ``-lr / c1``), the decoupled decay factor and the second moment's floor."""
 
     c2: Tensor
     eps: float
     size: Tensor
     decay: float
+    floor: float | None
+
+
+def _sqrt_floor(dtypes: set[torch.dtype], eps: float, beta2: float) -> float | None:
+    """The smallest normal number, when raising the second moment to it before the square root
+    cannot change Adam's denominator ``fl(sqrt(v) / c2 + eps)``; else ``None``.
+
+    Only zero and subnormal ``v`` move, and both ``sqrt(v) / c2`` and ``sqrt(tiny) / c2`` lie in
+    ``[0, d]`` with ``d = sqrt(tiny) / sqrt(1 - beta2)`` (``c2 = sqrt(1 - beta2 ** t)`` is at least
+    ``sqrt(1 - beta2)``). When ``d`` is at most a quarter of the spacing of floats at ``eps``, the
+    sum with ``eps`` rounds to ``eps`` either way. One dtype only: a floor fits one format.
+
+    >>> import torch
+    >>> _sqrt_floor({torch.float32}, 1e-8, 0.999) == torch.finfo(torch.float32).tiny
+    True
+    >>> _sqrt_floor({torch.float16}, 1e-8, 0.999) is None  # its tiny is 6e-5
+    True
+    """
+    if len(dtypes) != 1 or not next(iter(dtypes)).is_floating_point:
+        return None
+    info = torch.finfo(next(iter(dtypes)))
+    spread = math.sqrt(info.tiny) / math.sqrt(1 - beta2)
+    return info.tiny if spread <= eps * info.eps / 8 else None  # spacing at eps >= eps*info.eps/2
 
 
 def _lists(donate: bool, *groups: list[Tensor]) -> _Lists:
@@ -197,13 +244,31 @@ def _lists(donate: bool, *groups: list[Tensor]) -> _Lists:
     return _Lists(fused, donate and fused)
 
 
-def _writing(lists: _Lists) -> contextlib.AbstractContextManager[None]:
-    """Outside autograd when writing into donated tensors (leaf parameters may require grad)."""
-    return torch.no_grad() if lists.donate else contextlib.nullcontext()
+_Update = Callable[
+    [_Lists, list[Tensor], list[Tensor], list[list[Tensor]], list[Tensor | None]],
+    tuple[list[Tensor], list[list[Tensor]]],
+]
+"""A step's arithmetic: (ops, params, grads, state lists, masks) -> (new params, new state
+lists)."""
 
 
-def _masks_in_order(keys: list[str], masks: Mapping[str, Tensor]) -> list[Tensor | None]:
-    return [masks.get(key) for key in keys]
+def _run(
+    lists: _Lists,
+    update: _Update,
+    ps: list[Tensor],
+    gs: list[Tensor],
+    held: list[list[Tensor]],
+    pruned: list[Tensor | None],
+) -> tuple[list[Tensor], list[list[Tensor]]]:
+    """``update`` over the whole lists; donated tensors are written in place instead, outside
+    autograd (leaf parameters may require grad), one cache-sized chunk at a time, so that not even
+    a temporary the size of a parameter is allocated."""
+    if not lists.donate:
+        return update(lists, ps, gs, held, pruned)
+    with torch.no_grad(), one_thread():
+        for [p_part, g_part, *held_part], mask_part, scratch in in_chunks([ps, gs, *held], pruned):
+            update(lists._replace(scratch=scratch), p_part, g_part, held_part, mask_part)
+    return ps, held
 
 
 def _zeros(params: Params) -> dict[str, Tensor]:
@@ -260,27 +325,38 @@ class SGD(Value):
             _check_state(params, state.momentum)
         keys = list(params)
         ps, gs = list(params.values()), [grads[key] for key in keys]
-        old = [state.momentum[key] for key in keys] if self.momentum else []
-        lists = _lists(donate, ps, gs, list(masks.values()), old)
-        pruned = _masks_in_order(keys, masks)
-        with _writing(lists):
-            d_p = lists.add(gs, ps, self.weight_decay, reuse=False) if self.weight_decay else gs
-            buffers: list[Tensor] = []
-            if self.momentum:
-                buffers = lists.scale(old, self.momentum, reuse=lists.donate)
-                buffers = lists.add(buffers, d_p, 1 - self.dampening, reuse=True)
-                if self.dampening:  # torch starts the buffer at d_p, undamped
-                    first = state.steps == 0
-                    buffers = [torch.where(first, d, b) for d, b in zip(d_p, buffers, strict=True)]
-                buffers = lists.mask(buffers, pruned)
-                if self.nesterov:  # d_p is fresh only when weight decay made it
-                    d_p = lists.add(d_p, buffers, self.momentum, reuse=bool(self.weight_decay))
-                else:
-                    d_p = buffers
-            new_params = lists.mask(lists.add(ps, d_p, -self.lr, reuse=lists.donate), pruned)
+        held = [[state.momentum[key] for key in keys]] if self.momentum else []
+        lists = _lists(donate, ps, gs, list(masks.values()), *held)
+        pruned = [masks.get(key) for key in keys]
+        update = partial(self._update, state.steps == 0)
+        new_params, buffers = _run(lists, update, ps, gs, held, pruned)
         return dict(zip(keys, new_params, strict=True)), SGDState(
-            state.steps + 1, dict(zip(keys, buffers, strict=True)) if self.momentum else {}
+            state.steps + 1, dict(zip(keys, buffers[0], strict=True)) if self.momentum else {}
         )
+
+    def _update(
+        self,
+        first: Tensor,
+        lists: _Lists,
+        ps: list[Tensor],
+        gs: list[Tensor],
+        held: list[list[Tensor]],
+        pruned: list[Tensor | None],
+    ) -> tuple[list[Tensor], list[list[Tensor]]]:
+        """The step's arithmetic on aligned lists: new params and ``[momentum buffers]``."""
+        d_p = lists.add(gs, ps, self.weight_decay, reuse=False) if self.weight_decay else gs
+        if not self.momentum:
+            return lists.mask(lists.add(ps, d_p, -self.lr, reuse=lists.donate), pruned), []
+        buffers = lists.scale(held[0], self.momentum, reuse=lists.donate)
+        buffers = lists.add(buffers, d_p, 1 - self.dampening, reuse=True)
+        if self.dampening:  # torch starts the buffer at d_p, undamped
+            buffers = lists.where(first, d_p, buffers)
+        buffers = lists.mask(buffers, pruned)
+        if self.nesterov:  # d_p is fresh only when weight decay made it
+            d_p = lists.add(d_p, buffers, self.momentum, reuse=bool(self.weight_decay))
+        else:
+            d_p = buffers
+        return lists.mask(lists.add(ps, d_p, -self.lr, reuse=lists.donate), pruned), [buffers]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -335,24 +411,37 @@ class Adam(Value):
         correction1 = 1 - beta1 ** steps.to(torch.float64)
         correction2_sqrt = (1 - beta2 ** steps.to(torch.float64)).sqrt()
         decay = 1 - self.lr * self.weight_decay if self.decoupled_weight_decay else 1.0
-        scalars = _AdamScalars(correction2_sqrt, self.eps, -self.lr / correction1, decay)
+        floor = _sqrt_floor({p.dtype for p in params.values()}, self.eps, beta2)
+        scalars = _AdamScalars(correction2_sqrt, self.eps, -self.lr / correction1, decay, floor)
         keys = list(params)
         ps, gs = list(params.values()), [grads[key] for key in keys]
-        moments = [state.exp_avg[key] for key in keys], [state.exp_avg_sq[key] for key in keys]
+        moments = [[state.exp_avg[key] for key in keys], [state.exp_avg_sq[key] for key in keys]]
         lists = _lists(donate, ps, gs, list(masks.values()), *moments)
-        pruned = _masks_in_order(keys, masks)
-        with _writing(lists):
-            if self.weight_decay and not self.decoupled_weight_decay:
-                gs = lists.add(gs, ps, self.weight_decay, reuse=False)
-            exp_avg = lists.lerp(moments[0], gs, 1 - beta1, reuse=lists.donate)
-            exp_avg = lists.mask(exp_avg, pruned)
-            exp_avg_sq = lists.scale(moments[1], beta2, reuse=lists.donate)
-            exp_avg_sq = lists.mask(lists.addcmul(exp_avg_sq, gs, 1 - beta2), pruned)
-            new_params = lists.adam_update(ps, (exp_avg, exp_avg_sq), scalars)
-            new_params = lists.mask(new_params, pruned)
+        update = partial(self._update, scalars)
+        pruned = [masks.get(key) for key in keys]
+        new_params, (exp_avg, exp_avg_sq) = _run(lists, update, ps, gs, moments, pruned)
         return dict(zip(keys, new_params, strict=True)), AdamState(
             steps, dict(zip(keys, exp_avg, strict=True)), dict(zip(keys, exp_avg_sq, strict=True))
         )
+
+    def _update(
+        self,
+        scalars: _AdamScalars,
+        lists: _Lists,
+        ps: list[Tensor],
+        gs: list[Tensor],
+        moments: list[list[Tensor]],
+        pruned: list[Tensor | None],
+    ) -> tuple[list[Tensor], list[list[Tensor]]]:
+        """The step's arithmetic on aligned lists: new params and ``[exp_avg, exp_avg_sq]``."""
+        beta1, beta2 = self.betas
+        if self.weight_decay and not self.decoupled_weight_decay:
+            gs = lists.add(gs, ps, self.weight_decay, reuse=False)
+        exp_avg = lists.mask(lists.lerp(moments[0], gs, 1 - beta1, reuse=lists.donate), pruned)
+        exp_avg_sq = lists.scale(moments[1], beta2, reuse=lists.donate)
+        exp_avg_sq = lists.mask(lists.addcmul(exp_avg_sq, gs, 1 - beta2), pruned)
+        new_params = lists.adam_update(ps, (exp_avg, exp_avg_sq), scalars)
+        return lists.mask(new_params, pruned), [exp_avg, exp_avg_sq]
 
 
 def _nonnegative(name: str, value: object) -> float:

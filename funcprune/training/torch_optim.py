@@ -35,7 +35,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from funcprune._checks import check_masks, check_params
-from funcprune.training._zeroing import zero_pruned_
+from funcprune.training._chunked import zero_pruned_
 
 
 def _checked(
