@@ -314,11 +314,13 @@ def optimizer_steps(name: str, model: nn.Module, repeats: int) -> list[Result]:
     grads = _grads(params)
     masks = fp.l1_unstructured(0.5)({k: p for k, p in params.items() if p.dim() >= 2})
     results = _pure_optimizer_rows(name, params, grads, masks, repeats)
-    plain, masked, hooked = (_adamw(params, grads) for _ in range(3))
+    plain, masked, hooked, pruned = (_adamw(params, grads) for _ in range(4))
     handle = fp.keep_pruned(hooked[1], {k: hooked[0][k] for k in masks}, masks)
-    times = interleaved(  # one optimizer each: a plain step between masked ones would touch
-        {  # the weights, and the helpers would (rightly) zero them again
+    fp.masked_step(pruned[1], {k: pruned[0][k] for k in masks}, masks)  # zero weights, state and
+    times = interleaved(  # the fixed grads once: plain steps keep them zero from then on. One
+        {  # optimizer each: a plain step between masked ones would touch the masked weights
             "plain": plain[1].step,
+            "pruned": pruned[1].step,
             "masked_step": lambda: fp.masked_step(
                 masked[1], {k: masked[0][k] for k in masks}, masks
             ),
@@ -327,20 +329,27 @@ def optimizer_steps(name: str, model: nn.Module, repeats: int) -> list[Result]:
         repeats=repeats,
     )
     handle.remove()
-    for label, timed, base in [
-        ("masked_step", times["masked_step"], times["plain"]),
-        ("keep_pruned", times["keep_pruned"], times["plain"]),
-    ]:
+    base = times["pruned"]
+    for label in ("masked_step", "keep_pruned"):
+        ratio = times[label].median / base.median
         results.append(
             Result(
                 workload=f"{name}: {label} (AdamW)",
-                ours=timed,
+                ours=times[label],
                 baseline=base,
-                baseline_name="plain AdamW(foreach=True) step",
-                ratio=timed.median / base.median,
+                baseline_name="plain AdamW(foreach=True) step, same pruned state",
+                ratio=ratio,
                 ratio_name="time ratio",
                 target="<= 1.1x",
-                met=timed.median / base.median <= 1.1,
+                met=ratio <= 1.1,
+                notes=[
+                    "the baseline steps the same arithmetic: its gradients, weights and moments "
+                    "are zero at the pruned entries, so it stays pruned without help",
+                    f"against a plain step on dense state ({times['plain'].median * 1e3:,.0f} ms):"
+                    f" {times[label].median / times['plain'].median:.2f}x; torch's CPU square "
+                    "root of zero is ~10x slower than of a normal number, so AdamW itself slows "
+                    "down once half its second moments are zero",
+                ],
             )
         )
     return results
