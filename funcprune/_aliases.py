@@ -37,18 +37,43 @@ def _storage_key(t: Tensor) -> tuple[object, ...] | None:
     return (pointer, t.storage_offset(), tuple(t.shape), t.stride(), t.dtype, t.device)
 
 
+def _address(t: Tensor) -> object:
+    """What every alias of ``t`` shares and few others do: the address of its first entry.
+
+    It is cheap next to :func:`_storage_key`, which then only tells apart tensors that share it.
+    """
+    if t.layout != torch.strided or t.numel() == 0 or not is_concrete(t):
+        return ("object", id(t))
+    try:
+        return t.data_ptr()
+    except (RuntimeError, NotImplementedError):  # tensor subclasses without a real storage
+        return ("object", id(t))
+
+
 def alias_groups(params: Params) -> list[list[str]]:
     """Groups of two or more keys naming the same tensor, each in ``params``' order.
+
+    Groups are ordered by their first key.
 
     >>> import torch
     >>> w = torch.zeros(3)
     >>> alias_groups({"x": w, "y": w}), alias_groups({"x": w, "y": w.clone()})
     ([['x', 'y']], [])
     """
-    groups: dict[object, list[str]] = {}
+    by_address: dict[object, list[str]] = {}
     for key, t in params.items():
-        groups.setdefault(_storage_key(t) or ("object", id(t)), []).append(key)
-    return [keys for keys in groups.values() if len(keys) > 1]
+        by_address.setdefault(_address(t), []).append(key)
+    groups: dict[object, list[str]] = {}
+    for keys in by_address.values():
+        if len(keys) > 1:
+            for key in keys:
+                t = params[key]
+                groups.setdefault(_storage_key(t) or ("object", id(t)), []).append(key)
+    tied = [keys for keys in groups.values() if len(keys) > 1]
+    if len(tied) < 2:
+        return tied
+    order = {key: i for i, key in enumerate(params)}
+    return sorted(tied, key=lambda keys: order[keys[0]])
 
 
 def _shared_score(group: list[str], scores: Scores) -> dict[str, Tensor]:

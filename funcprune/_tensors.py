@@ -20,7 +20,7 @@ def is_concrete(t: Tensor) -> bool:
     """
     return not (
         torch.compiler.is_compiling()
-        or t.device.type == "meta"
+        or t.is_meta
         or torch._C._functorch.is_functorch_wrapped_tensor(t)
     )
 

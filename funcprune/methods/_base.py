@@ -63,10 +63,18 @@ class Method(Value):
         """The call as combinators make it: keys kept whole that had no mask may be left out.
 
         Leaving them out keeps the next method's ``survivors is None`` fast paths live (``chain``
-        feeds the result to the next method). The default is the full call; combinators that pass
-        keys through override it, and their ``_prune`` fills the gaps with :func:`complete`.
+        feeds the result to the next method). The inputs are checked already (by the combinator's
+        own call), and the result may share memory with them: the outermost call makes its masks
+        fresh. The default is the call without those two steps; combinators that pass keys
+        through override it, and their ``_prune`` fills the gaps with :func:`complete`.
         """
-        return self(params, masks, importance_scores=scores)
+        return self._dispatch(params, masks, scores)
+
+
+def check_given_masks(params: Params, masks: Mapping[str, Tensor], scores: Scores) -> None:
+    """What a call checks of its ``masks``, for checked ``params`` and importance ``scores``."""
+    check_masks(params, masks)
+    check_dense(params, masks, scores)
 
 
 class PerKeyMethod(Method):

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from funcprune.methods._base import Method, complete, positional
+from funcprune.methods._base import Method, check_given_masks, complete, positional
 from funcprune.types import Masks, Params, PruningMethod, Scores
 
 KeyFilter = str | Callable[[str], bool] | None
@@ -38,11 +38,15 @@ class Chain(Method):
 
     def _partial(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
         current: Mapping[str, Tensor] = masks
+        checked = True  # a method's masks need no checks; a plain callable's are checked
         for method in self.methods:
             if isinstance(method, Method):
-                current = method._partial(params, current, scores)
+                if not checked:
+                    check_given_masks(params, current, scores)
+                current, checked = method._partial(params, current, scores), True
             else:
                 current = method(params, current, importance_scores=scores)
+                checked = False
         return dict(current)
 
 
