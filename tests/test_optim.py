@@ -196,7 +196,8 @@ functional_optimizers = st.one_of(
 def test_functional_matches_torch_optim(
     opt: fp.training.functional.SGD | fp.training.functional.Adam, seed: int, masked: bool
 ) -> None:
-    """Dense: the same numbers as torch.optim. Masked: the same as torch.optim + masked_step."""
+    """Dense: the same numbers as torch.optim. Masked: the same as torch.optim + masked_step.
+    Donated (into parameters that require grad): the same numbers, written in place."""
     gen = torch.Generator().manual_seed(seed)
     params = {
         "a": torch.randn(3, 4, generator=gen, dtype=torch.float64),
@@ -207,16 +208,25 @@ def test_functional_matches_torch_optim(
     twins = {k: nn.Parameter(v.clone()) for k, v in params.items()}
     torch_opt = _torch_twin(opt, list(twins.values()))
     state = opt.init(params)
+    given: dict[str, torch.Tensor] = {k: nn.Parameter(v.clone()) for k, v in params.items()}
+    given_state = opt.init(params)
     for _ in range(4):
         grads = {
             k: torch.randn(v.shape, generator=gen, dtype=torch.float64) for k, v in params.items()
         }
         params, state = opt.step(params, grads, state, masks)  # type: ignore[arg-type]
+        before = dict(given)
+        given, given_state = opt.step(given, grads, given_state, masks, donate=True)  # type: ignore[arg-type]
+        assert all(given[k] is before[k] for k in params)  # written in place
         for key, g in grads.items():
             twins[key].grad = g.clone()
         fp.masked_step(torch_opt, twins, masks)
         for key, p in params.items():
             torch.testing.assert_close(p, twins[key].detach(), rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(given[key].detach(), p, rtol=1e-12, atol=1e-12)
+    for ours, theirs in zip(given_state[1:], state[1:], strict=True):
+        for key in ours:
+            torch.testing.assert_close(ours[key], theirs[key], rtol=1e-12, atol=1e-12)
 
 
 def test_functional_step_is_pure_and_vmappable() -> None:
@@ -351,40 +361,6 @@ def test_pruned_entries_stay_zero_when_weights_state_or_masks_change_between_ste
         assert_zero(sparser)
     else:
         handle.remove()
-
-
-@given(functional_optimizers, st.integers(0, 2**16), st.booleans())
-def test_donated_step_matches_the_pure_step_and_writes_in_place(
-    opt: fp.training.functional.SGD | fp.training.functional.Adam, seed: int, masked: bool
-) -> None:
-    """Donation changes where results live, not what they are (float64, four steps)."""
-    gen = torch.Generator().manual_seed(seed)
-    params = {
-        "a": torch.randn(3, 4, generator=gen, dtype=torch.float64),
-        "b": torch.randn(4, generator=gen, dtype=torch.float64),
-    }
-    masks = {"a": torch.rand(3, 4, generator=gen) > 0.5} if masked else {}
-    pure_params, pure_state = dict(params), opt.init(params)
-    given_params = {k: nn.Parameter(v.clone()) for k, v in params.items()}  # requires grad
-    given_state = opt.init(params)
-    for _ in range(4):
-        grads = {
-            k: torch.randn(v.shape, generator=gen, dtype=torch.float64) for k, v in params.items()
-        }
-        pure_params, pure_state = opt.step(pure_params, grads, pure_state, masks)  # type: ignore[arg-type]
-        before = dict(given_params)
-        out, given_state = opt.step(given_params, grads, given_state, masks, donate=True)  # type: ignore[arg-type]
-        assert all(out[k] is before[k] for k in params)  # written in place
-        given_params = out  # type: ignore[assignment]
-        for key in params:
-            torch.testing.assert_close(
-                given_params[key].detach(), pure_params[key], rtol=1e-12, atol=1e-12
-            )
-            if key in masks:
-                assert not given_params[key][~masks[key]].any()
-    for ours, theirs in zip(given_state[1:], pure_state[1:], strict=True):
-        for key in ours:
-            torch.testing.assert_close(ours[key], theirs[key], rtol=1e-12, atol=1e-12)
 
 
 def test_donation_is_not_taken_up_under_vmap() -> None:
