@@ -33,7 +33,6 @@ from funcprune.methods._scoring import (
     entry_count,
     prune_entry_rows,
     score_source,
-    unit_count,
 )
 from funcprune.types import Amount, Masks, Params, Scores
 
@@ -131,10 +130,7 @@ class GlobalUnstructured(Method):
 
     def _prune(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
         survivors = [masks.get(key) for key in params]
-        remaining = sum(
-            (unit_count(p, s) for p, s in zip(params.values(), survivors, strict=True)),
-            start=torch.tensor(0),
-        )
+        remaining = _remaining(params, survivors)
         known = (
             sum(p.numel() for p in params.values()) if all(s is None for s in survivors) else None
         )
@@ -147,6 +143,19 @@ class GlobalUnstructured(Method):
         sources = [score_source(k, p, scores.get(k), self.factory) for k, p in params.items()]
         kept = prune_smallest_magnitudes(sources, survivors, count)
         return dict(zip(params, kept, strict=True))
+
+
+def _remaining(params: Params, survivors: list[Tensor | None]) -> Tensor:
+    """The surviving entries of all parameters, a 0-d int64 tensor: a count only per mask.
+
+    It lives where a sum of per-parameter counts would: on an accelerator (or ``meta``) if any
+    parameter is there, else on the CPU.
+    """
+    devices = {p.device for p in params.values()}
+    device = next((d for d in devices if d.type != "cpu"), torch.device("cpu"))
+    whole = sum(p.numel() for p, s in zip(params.values(), survivors, strict=True) if s is None)
+    counts = (s.sum() for s in survivors if s is not None)
+    return sum(counts, start=torch.tensor(whole, device=device))
 
 
 def identity() -> Identity:
