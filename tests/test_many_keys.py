@@ -39,7 +39,7 @@ def many_params(
     params, masks, scores = {}, {}, {}
     for i in range(count):
         shape = shapes[draw(st.integers(0, len(shapes) - 1))]
-        dtype = draw(st.sampled_from([torch.float32, torch.float32, torch.float64, torch.float16]))
+        dtype = draw(st.sampled_from([torch.float32, torch.float64, torch.float16, torch.bfloat16]))
         if draw(st.booleans()):  # small integers: many ties
             values = torch.randint(-2, 3, shape, generator=generator).to(dtype)
         else:

@@ -90,7 +90,7 @@ class PerKeyMethod(Method):
 
     def _prune(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
         batches, single = (
-            row_batches(params, masks, scores) if self._batches() else ([], list(params))
+            row_batches(params, masks, scores) if self._can_batch() else ([], list(params))
         )
         result: Masks = {}
         for keys in batches:
@@ -110,7 +110,7 @@ class PerKeyMethod(Method):
             raise one_error(repr(self), [errors[key] for key in params if key in errors])
         return {key: result[key] for key in params}
 
-    def _batches(self) -> bool:
+    def _can_batch(self) -> bool:
         """Whether to batch: the subclass can, and its tensor fields are readable (not ``vmap``)."""
         fields = self._fields()
         return self.batched and all(is_concrete(v) for v in fields if isinstance(v, Tensor))
