@@ -210,7 +210,12 @@ class LnStructured(BasePruningMethod):
         """Keep the slices with the largest ``torch.norm(t, p=n)`` (torch's choice among ties)."""
         count = _channel_count(self, t, self.dim, self.amount)
         norms = _compute_norm(t, self.n, self.dim)
-        keep = topk_mask(norms, t.shape[self.dim] - count, largest=True)
+        keep: Tensor
+        if norms.dim() == 1:
+            keep = topk_mask(norms, t.shape[self.dim] - count, largest=True)
+        else:  # torch >= 2.14, 'nuc' over 3+ dims: a matrix norm per leading index; torch then
+            # keeps the slices its top-k indices name (or raises on k), and so does this
+            keep = torch.topk(norms, k=t.shape[self.dim] - count, largest=True).indices
         return default_mask if count == 0 else _keep_slices(t, self.dim, keep, default_mask)
 
     @classmethod

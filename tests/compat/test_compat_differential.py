@@ -105,3 +105,27 @@ def test_global_with_every_model_parameter_and_scores() -> None:
         torch.manual_seed(1)
         run(prune, model, op, x)
     assert_same(snapshot(models[0]), snapshot(models[1]), ordered=True)
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 3, 3), (4, 5, 2, 2), (2, 3, 4), (6, 2, 2, 2, 2)])
+@pytest.mark.parametrize("amount", [0, 1, 2, 0.5, 0.9])
+def test_nuclear_norm_over_three_or_more_dims_matches_torch(
+    shape: tuple[int, ...], amount: float
+) -> None:
+    """Since torch 2.14, 'nuc' over 3+ dims is a matrix norm per leading index: torch keeps the
+    slices its top-k indices name, or raises when k exceeds the last dim; compat does the same."""
+    for dim in range(-len(shape), len(shape)):
+        outcomes = []
+        for prune in (torch_prune, compat):
+            torch.manual_seed(0)
+            holder = nn.Module()
+            holder.weight = nn.Parameter(torch.randn(shape))
+            try:
+                prune.ln_structured(holder, "weight", amount=amount, n="nuc", dim=dim)  # type: ignore[attr-defined]
+            except Exception as error:
+                outcomes.append((type(error), None))
+            else:
+                outcomes.append((None, holder.weight_mask))
+        (torch_error, torch_mask), (our_error, our_mask) = outcomes
+        assert torch_error is our_error, (dim, torch_error, our_error)
+        assert torch_mask is None or torch.equal(torch_mask, our_mask)
