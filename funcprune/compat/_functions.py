@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parameters_to_vector
 
+from funcprune._threads import spare_threads
 from funcprune.compat._hooks import BasePruningMethod, PruningContainer, Snapshot, pruning_hooks
 from funcprune.compat._methods import (
     CustomFromMask,
@@ -180,7 +181,9 @@ def global_unstructured(
             f"Found method {pruning_method} of type {method.PRUNING_TYPE}"
         )
     container.add_pruning_method(method)
-    _install_all(pairs, container.compute_mask(flat_scores, flat_masks))
+    with spare_threads():
+        final = container.compute_mask(flat_scores, flat_masks)
+    _install_all(pairs, final)
 
 
 def _install_all(pairs: list[tuple[nn.Module, str]], final: Tensor) -> None:

@@ -44,6 +44,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from funcprune._threads import spare_threads
+
 
 class BasePruningMethod(ABC):
     """Abstract base of pruning methods, as ``torch.nn.utils.prune.BasePruningMethod``.
@@ -385,7 +387,9 @@ def attach(
                 .detach()
                 .clone(memory_format=torch.contiguous_format)
             )
-        module.register_buffer(name + "_mask", hook.compute_mask(scores, default_mask=default_mask))
+        with spare_threads():
+            mask = hook.compute_mask(scores, default_mask=default_mask)
+        module.register_buffer(name + "_mask", mask)
         setattr(module, name, hook.apply_mask(module))
         module.register_forward_pre_hook(hook)
     except BaseException:

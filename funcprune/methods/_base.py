@@ -18,6 +18,7 @@ from torch import Tensor
 
 from funcprune._checks import check_masks, check_params, check_tensor_dict
 from funcprune._tensors import is_concrete
+from funcprune._threads import spare_threads
 from funcprune._value import Value
 from funcprune._value import positional as positional
 from funcprune.distributed._detect import any_dtensor
@@ -43,7 +44,8 @@ class Method(Value):
         scores = {} if importance_scores is None else importance_scores
         check_tensor_dict(params, scores, "importance_scores")
         check_dense(params, masks, scores)
-        return fresh_masks(self._dispatch(params, masks, scores), masks)
+        with spare_threads():  # on a loaded machine, only the cores nobody else is using
+            return fresh_masks(self._dispatch(params, masks, scores), masks)
 
     def _dispatch(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
         """Where a checked call goes: DTensors to :mod:`funcprune.distributed`, else ``_prune``."""
