@@ -178,11 +178,19 @@ def test_vmap_over_counts_matches_a_stable_sort(
     case=selections(),
     extra=st.lists(st.integers(0, 40), min_size=0, max_size=4),
     chunk=st.integers(1, 9),
+    most_fine=st.integers(1, 3),
+    gather=st.sampled_from([1, 3, 10**9]),
 )
 def test_sweep_kernel_matches_a_stable_sort_for_every_count(
-    case: tuple[list[Tensor], list[Tensor | None], int], extra: list[int], chunk: int
+    case: tuple[list[Tensor], list[Tensor | None], int],
+    extra: list[int],
+    chunk: int,
+    most_fine: int,
+    gather: int,
 ) -> None:
-    """Many counts at once (repeated, out of range, 0 and all), chunk borders included.
+    """Many counts at once (repeated, out of range, 0 and all), chunk borders included; bins
+    gathered (``_GATHER`` 1: all of them) or left to low-digit passes that take a few bins at a
+    time (``10**9``: none gathered).
 
     The kernel takes int32 keys: float64 scores come as float32 here (the dispatcher's int64 path
     is checked through vmap below).
@@ -195,6 +203,8 @@ def test_sweep_kernel_matches_a_stable_sort_for_every_count(
     counts = [k, *extra, k]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(chunks, "_CHUNK", chunk)
+        patch.setattr(sweep, "_MOST_FINE", most_fine)
+        patch.setattr(sweep, "_GATHER", gather)
         got = sweep.sweep_prune_smallest(flat, allowed, counts, shapes)
     for index, count in enumerate(counts):
         _assert_equal([g[index] for g in got], _expected(scores, eligible, count))
@@ -298,7 +308,7 @@ def test_positions_equal_nonzero(size: int, offset: int, density: float, seed: i
     """The word-at-a-time scan returns nonzero's positions, for any length and storage offset."""
     generator = torch.Generator().manual_seed(seed)
     mask = (torch.rand(size + offset, generator=generator) < density)[offset:]
-    assert torch.equal(eager.positions_of(mask), mask.nonzero().reshape(-1))
+    assert torch.equal(chunks.positions_of(mask), mask.nonzero().reshape(-1))
 
 
 @pytest.mark.parametrize("k", [2**31 + 1, 2**40, -(2**40)])

@@ -25,12 +25,20 @@ Temporaries are chunk-sized, so the extra memory stays a few chunks plus the bra
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
-from funcprune._select.chunks import SAME, KeyMaker, chunk_size, eligible_count, key_dtype
+from funcprune._select.chunks import (
+    SAME,
+    KeyMaker,
+    bracket_of,
+    chunk_size,
+    eligible_count,
+    key_dtype,
+    positions_of,
+    sorted_sample,
+    survivors,
+)
 from funcprune._select.sweep import sweep_prune_smallest
 
 _SAMPLE = 1 << 16
@@ -45,34 +53,6 @@ def _chunks(
     """Slices of ``size`` entries of ``source`` (and ``ok``), with their spans."""
     spans = [slice(start, start + size) for start in range(0, source.numel(), size)]
     return [(source[span], None if ok is None else ok[span], span) for span in spans]
-
-
-def sorted_sample(
-    flat: list[Tensor], allowed: list[Tensor | None], key_maker: KeyMaker, size: int
-) -> Tensor:
-    """The sorted keys of a strided sample of about ``size`` eligible entries (odd stride)."""
-    stride = max(1, sum(f.numel() for f in flat) // size) | 1  # odd: rarely aligned with rows
-    picks = [
-        key_maker.make(f[::stride], None)
-        if ok is None
-        else key_maker.make(f[::stride], None)[ok[::stride]]
-        for f, ok in zip(flat, allowed, strict=True)
-    ]
-    return torch.sort(torch.cat(picks)).values
-
-
-def bracket_of(sample: Tensor, k: int, total: int) -> tuple[int, int]:
-    """Keys ``lo <= hi`` that very likely bracket the ``k``-th smallest of ``total``, from a sorted sample."""
-    info = torch.iinfo(sample.dtype)
-    m = sample.numel()
-    if m == 0:
-        return info.min, info.max
-    centre = k / total * m
-    margin = 4.0 * math.sqrt(centre * (1.0 - k / total)) + 2.0
-    low, high = math.floor(centre - margin), math.ceil(centre + margin)
-    lo = int(sample[low]) if low >= 0 else info.min
-    hi = int(sample[high]) if high < m else info.max
-    return lo, hi
 
 
 def _bracket(
@@ -131,22 +111,6 @@ def _split(
     return int(torch.stack(above).sum()), spots, inside
 
 
-def positions_of(mask: Tensor) -> Tensor:
-    """Ascending positions of the ``True`` entries of a 1-d bool tensor.
-
-    Scans 8 entries per int64 word first, so a sparse mask costs an eighth of a plain ``nonzero``.
-
-    >>> import torch
-    >>> positions_of(torch.tensor([False, True, False, True])).tolist()
-    [1, 3]
-    """
-    if mask.numel() % 8 or mask.storage_offset() % 8:
-        return mask.nonzero().reshape(-1)
-    words = mask.view(torch.int64).nonzero().reshape(-1)
-    cells = mask.view(-1, 8)[words].nonzero()
-    return words[cells[:, 0]] * 8 + cells[:, 1]
-
-
 def _holds(
     split: tuple[int, list[tuple[Tensor, Tensor]], list[Tensor]], k: int, total: int
 ) -> bool:
@@ -192,13 +156,7 @@ def eager_prune_smallest(
         return [m[0] for m in sweep_prune_smallest(flat, allowed, [k], shapes, key_maker)]
     above, spots, parts = split
     below = total - above - sum(part.numel() for part in parts)
-    inside = torch.cat(parts)
-    t = torch.kthvalue(inside, k - below).values
-    keep = inside > t
-    ties_kept = int((inside <= t).count_nonzero()) - (k - below)  # the last ties at t survive
-    if ties_kept:
-        tie = inside == t
-        keep |= tie & (torch.cumsum(tie, 0) > tie.count_nonzero() - ties_kept)
+    keep = survivors(torch.cat(parts), k - below)
     start = 0
     for piece, positions in spots:
         piece[positions] = keep[start : start + positions.numel()]
@@ -206,4 +164,4 @@ def eager_prune_smallest(
     return [mask.reshape(shape) for mask, shape in zip(out, shapes, strict=True)]
 
 
-__all__ = ["eager_prune_smallest", "positions_of"]
+__all__ = ["eager_prune_smallest"]

@@ -8,15 +8,20 @@ compare per count and entry (writing the ``B`` masks):
 1. **Top digits.** One pass histograms the top 16 bits of every eligible int32 key (signed, so
    bin order is key order) into 65,536 bins. For each count, the cumulative histogram names the
    bin that holds its threshold, and how many keys lie in the bins below.
-2. **Low digits.** A second pass histograms the low 16 bits of the keys that fall in those bins
-   (at most ``B`` of them), one 65,536-bin histogram per bin. For each count this gives the exact
-   threshold key ``t``, the number of keys below it and the number of its ties.
-3. **Masks.** Per count, ``key > t``; when only some of the ties at ``t`` are pruned, a running
-   ``cumsum`` over the ties in flat order keeps those after the first ``k - below``.
+2. **Low digits.** The low 16 bits of the keys in those bins are histogrammed, one 65,536-slot
+   row per bin, up to 15 bins at a time so the randomly indexed counts stay in cache. When the
+   bins hold few keys (at most ``1 / _GATHER`` of them, as usual) a pass gathers those keys
+   (one table look-up per key routes them) and the histograms read only them; otherwise (heavy
+   ties) they read every key. For each count this gives the exact threshold key ``t``, the
+   number of keys below it and the number of its ties.
+3. **Masks.** Per count, ``key > t``; when only some of the ties at ``t`` are pruned, the ties
+   after the first ``k - below`` in flat order survive, found among the few keys whose top and
+   low digits both match some such threshold's (two table look-ups).
 
-Every temporary is chunk-sized or a fixed number of histogram bins, whatever the values: ties,
-layouts or scores that defeat a sample cost no extra memory. Keys must be int32 (scores of at
-most 32 bits); the dispatcher takes int64 keys (float64 scores) one count at a time.
+Every temporary is chunk-sized, a bounded number of histogram bins, or gathered keys of at most
+``1 / _GATHER`` of the entries (half a byte per entry), whatever the values: ties, layouts or
+scores that defeat a sample cost no extra memory. Keys must be int32 (scores of at most 32
+bits); the dispatcher takes int64 keys (float64 scores) one count at a time.
 
 >>> import torch
 >>> sweep_prune_smallest([torch.tensor([3, 1, 1, 2])], [None], [0, 2, 3], [torch.Size([4])])
@@ -27,19 +32,33 @@ most 32 bits); the dispatcher takes int64 keys (float64 scores) one count at a t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from funcprune._select.chunks import SAME, KeyMaker, chunk_size, eligible_count
+from funcprune._select.chunks import (
+    SAME,
+    KeyMaker,
+    chunk_size,
+    eligible_count,
+    positions_of,
+)
 
 _BITS = 16
 _BINS = 1 << _BITS
+_HALF = _BINS >> 1
 _LOW = _BINS - 1
 _OUTSIDE = _BINS
-"""The histogram bin of ineligible entries (one past the last digit)."""
+"""The top bin of ineligible entries (one past the last digit); counted, then ignored."""
+_GATHER = 8
+"""The thresholds' bins are gathered (4 bytes a key) when they hold at most one eligible key in
+this many; fuller bins (heavy ties) take low-digit passes over all keys instead."""
+_MOST_FINE = 15
+"""Most top bins per low-digit pass: 16 rows of 65,536 int32 counts, 4 MiB, stay in cache
+(randomly indexed counts slow down several-fold beyond that)."""
 
 
 @dataclass(frozen=True)
@@ -69,110 +88,238 @@ def sweep_prune_smallest(
     """
     total = eligible_count(flat, allowed)
     ks = [min(max(k, 0), total) for k in counts]
-    cuts = _cuts(flat, allowed, sorted({k for k in ks if 0 < k < total}), key_maker)
+    chunks = _Chunks(flat, key_maker)
+    cuts, tie_chunks = _plan(flat, allowed, sorted({k for k in ks if 0 < k < total}), total, chunks)
     out = [torch.empty((len(ks), f.numel()), dtype=torch.bool, device=f.device) for f in flat]
-    size = _sweep_chunk(key_maker)
-    scratch = _scratch(flat, key_maker, size)
-    ties_before = [0] * len(ks)
+    split = {k: cut for k, cut in cuts.items() if cut.ties_pruned < cut.ties}
+    near = (
+        _bin_table([_top_bin(cut.threshold) for cut in split.values()], chunks),
+        _bin_table([cut.threshold & _LOW for cut in split.values()], chunks),
+    )
+    seen = dict.fromkeys(split, 0)
+    numbers = itertools.count()  # chunks in pass order, as in tie_chunks
     for source, ok, masks in zip(flat, allowed, out, strict=True):
-        for start in range(0, source.numel(), size):
-            span = slice(start, start + size)
-            part = key_maker.make(source[span], scratch)
+        for span in chunks.spans(source):
+            number = next(numbers)
+            part = chunks.keys(source[span])
             part_ok = None if ok is None else ok[span]
+            kept = {}
+            if split and (tie_chunks is None or number in tie_chunks):
+                kept = _kept_ties(*_near_keys(chunks, part, part_ok, *near), split, seen)
             for row, k in enumerate(ks):
                 piece = masks[row, span]
                 if k in cuts:
-                    ties_before[row] = _cut(part, part_ok, cuts[k], ties_before[row], piece)
+                    torch.gt(part, cuts[k].threshold, out=piece)
                 else:
                     piece.fill_(k == 0)
-                    if part_ok is not None:
-                        piece &= part_ok
+                if part_ok is not None:
+                    piece &= part_ok
+                if k in kept:
+                    piece[kept[k]] = True
     return [masks.reshape(len(ks), *shape) for masks, shape in zip(out, shapes, strict=True)]
 
 
-def _sweep_chunk(key_maker: KeyMaker) -> int:
-    """Entries per chunk: a quarter of the eager kernel's, as a chunk here holds several
-    temporaries per entry (digits, and int64 histogram slots)."""
-    return max(chunk_size(key_maker) // 4, 1)
+class _Chunks:
+    """Chunk spans of the sources, their keys, and reusable chunk-sized buffers.
 
-
-def _scratch(flat: list[Tensor], key_maker: KeyMaker, size: int) -> Tensor | None:
-    if key_maker.scratch_dtype is None or not flat:
-        return None
-    longest = min(size, max(f.numel() for f in flat))
-    return torch.empty(longest, dtype=key_maker.scratch_dtype, device=flat[0].device)
-
-
-def _chunks_of(
-    flat: list[Tensor], allowed: list[Tensor | None], key_maker: KeyMaker
-) -> Iterator[tuple[Tensor, Tensor | None]]:
-    """Chunk by chunk, the keys and their eligibility (``None``: all eligible).
-
-    The keys of a chunk may live in a scratch buffer that the next chunk overwrites.
+    Every pass reads the keys a chunk at a time into the same buffers, so a pass allocates no
+    fresh memory per chunk (fresh pages cost more than the arithmetic on them). A chunk's keys
+    and buffers are overwritten by the next chunk.
     """
-    size = _sweep_chunk(key_maker)
-    scratch = _scratch(flat, key_maker, size)
-    for source, ok in zip(flat, allowed, strict=True):
-        for start in range(0, source.numel(), size):
-            span = slice(start, start + size)
-            yield key_maker.make(source[span], scratch), None if ok is None else ok[span]
+
+    def __init__(self, flat: list[Tensor], key_maker: KeyMaker) -> None:
+        self.size = max(chunk_size(key_maker) // 4, 1)  # several temporaries per entry here
+        longest = min(self.size, max((f.numel() for f in flat), default=0))
+        device = flat[0].device if flat else None
+        self.key_maker = key_maker
+        self._scratch = (
+            None
+            if key_maker.scratch_dtype is None
+            else torch.empty(longest, dtype=key_maker.scratch_dtype, device=device)
+        )
+        self.digits = torch.empty((3, longest), dtype=torch.int32, device=device)
+        width = -(-longest // 8) * 8  # each row starts on a word: positions_of scans words
+        self.flags = torch.empty((2, width), dtype=torch.bool, device=device)
+
+    def spans(self, source: Tensor) -> list[slice]:
+        """The chunk spans of one flat source."""
+        return [slice(start, start + self.size) for start in range(0, source.numel(), self.size)]
+
+    def keys(self, part: Tensor) -> Tensor:
+        """The keys of one chunk of a source."""
+        return self.key_maker.make(part, self._scratch)
 
 
-def _top_bins(part: Tensor, ok: Tensor | None) -> Tensor:
-    """The signed top digit of each key as a bin in [0, 65536); ineligible keys in ``_OUTSIDE``."""
-    top = (part >> _BITS).add_(_BINS >> 1)
-    return top if ok is None else top.masked_fill_(~ok, _OUTSIDE)
+class _Plan(NamedTuple):
+    """Each count's cut, and the chunks (numbered in pass order) that hold the ties some count
+    splits (``None``: not known, so every chunk is searched)."""
+
+    cuts: dict[int, _Cut]
+    tie_chunks: set[int] | None
 
 
-def _cuts(
-    flat: list[Tensor], allowed: list[Tensor | None], ks: list[int], key_maker: KeyMaker
-) -> dict[int, _Cut]:
-    """The cut of each count in ``ks`` (each strictly between 0 and the eligible total)."""
+def _plan(
+    flat: list[Tensor],
+    allowed: list[Tensor | None],
+    ks: list[int],
+    total: int,
+    chunks: _Chunks,
+) -> _Plan:
+    """The cut of each count in ``ks`` (each strictly between 0 and ``total``, the eligible count)."""
     if not ks:
-        return {}
-    device = flat[0].device
-    ones = torch.ones((), dtype=torch.int64, device=device)
-    top = torch.zeros(_BINS + 1, dtype=torch.int64, device=device)
-    for part, ok in _chunks_of(flat, allowed, key_maker):
-        bins = _top_bins(part, ok)
-        top.index_add_(0, bins, ones.expand(bins.shape))
-    cumulative = torch.cumsum(top[:_BINS], 0)
-    wanted = torch.tensor(ks, dtype=torch.int64, device=device)
-    bins_of = torch.searchsorted(cumulative, wanted)  # first bin whose cumulative count reaches k
-    chosen = torch.unique(bins_of)
-    slot = torch.full((_BINS + 1,), -1, dtype=torch.int64, device=device)
-    slot[chosen] = torch.arange(chosen.numel(), device=device)
-    low = torch.zeros(chosen.numel() * _BINS, dtype=torch.int64, device=device)
-    for part, ok in _chunks_of(flat, allowed, key_maker):
-        slots = slot.index_select(0, _top_bins(part, ok))
-        picked = slots >= 0
-        fine = slots[picked] * _BINS + (part[picked] & _LOW)
-        low.index_add_(0, fine, ones.expand(fine.shape))
-    low_cumulative = torch.cumsum(low.view(-1, _BINS), 1)
-    cuts = {}
-    for k, b in zip(ks, bins_of.tolist(), strict=True):
-        below_bin = int(cumulative[b - 1]) if b > 0 else 0
-        row = low_cumulative[int(slot[b])]
-        digit = int(torch.searchsorted(row, torch.tensor(k - below_bin, device=device)))
-        below = below_bin + (int(row[digit - 1]) if digit > 0 else 0)
-        ties = int(row[digit]) - (below - below_bin)
-        cuts[k] = _Cut(((b - (_BINS >> 1)) << _BITS) | digit, k - below, ties)
-    return cuts
+        return _Plan({}, set())
+    dtype = torch.int32 if total < 2**31 else torch.int64  # int32 histograms stay in cache
+    top = _top_counts(flat, allowed, chunks, dtype)
+    cumulative = torch.cumsum(top, 0)
+    bins = torch.searchsorted(cumulative, torch.tensor(ks, device=top.device)).tolist()
+    needed = sorted(set(bins))
+    keys, eligible, reader = flat, allowed, chunks  # what the low-digit passes read
+    parts = None
+    if int(top[needed].sum()) <= total // _GATHER:  # few keys in the bins: read only those
+        parts = _gather(flat, allowed, chunks, needed)
+        keys, eligible = [torch.cat(parts)], [None]
+        reader = _Chunks(keys, SAME)
+    rows = {}
+    for start in range(0, len(needed), _MOST_FINE):
+        group = needed[start : start + _MOST_FINE]
+        rows.update(zip(group, _low_counts(keys, eligible, reader, group, dtype), strict=True))
+    cuts = {
+        k: _cut_in_bin(b, rows[b], k - (int(cumulative[b - 1]) if b > 0 else 0))
+        for k, b in zip(ks, bins, strict=True)
+    }
+    split = {cut.threshold for cut in cuts.values() if cut.ties_pruned < cut.ties}
+    return _Plan(cuts, None if parts is None else _chunks_holding(parts, split))
 
 
-def _cut(part: Tensor, ok: Tensor | None, cut: _Cut, ties_before: int, piece: Tensor) -> int:
-    """Write one count's mask for one chunk into ``piece``; return the ties seen so far."""
-    torch.gt(part, cut.threshold, out=piece)
-    if cut.ties_pruned < cut.ties:  # some ties survive: the ones after the first ties_pruned
-        tie = part == cut.threshold
-        if ok is not None:
-            tie &= ok
-        hits = tie.nonzero().reshape(-1)  # few: the threshold's ties in this chunk, in order
-        piece[hits[max(cut.ties_pruned - ties_before, 0) :]] = True
-        ties_before += hits.numel()
+def _chunks_holding(parts: list[Tensor], values: set[int]) -> set[int]:
+    """The numbers of the chunks whose gathered keys ``parts`` hold any of ``values``."""
+    if not values:
+        return set()
+    keys = torch.cat(parts)
+    found = torch.zeros_like(keys, dtype=torch.bool)
+    for value in values:
+        found |= keys == value
+    ends = torch.tensor([p.numel() for p in parts], device=keys.device).cumsum(0)
+    return set(torch.searchsorted(ends, found.nonzero().reshape(-1), right=True).tolist())
+
+
+def _bin_table(bins: list[int], chunks: _Chunks) -> Tensor:
+    """A look-up table over digits (and ``_OUTSIDE``), ``True`` at ``bins``."""
+    table = torch.zeros(_BINS + 1, dtype=torch.bool, device=chunks.flags.device)
+    table[bins] = True
+    return table
+
+
+def _gather(
+    flat: list[Tensor], allowed: list[Tensor | None], chunks: _Chunks, bins: list[int]
+) -> list[Tensor]:
+    """Per chunk, its eligible keys in top bins ``bins``, in flat order: one pass."""
+    near = _bin_table(bins, chunks)
+    return [
+        _near_keys(chunks, chunks.keys(source[span]), None if ok is None else ok[span], near)[1]
+        for source, ok in zip(flat, allowed, strict=True)
+        for span in chunks.spans(source)
+    ]
+
+
+def _top_bin(key: int) -> int:
+    """The top bin of one key."""
+    return (key >> _BITS) + _HALF
+
+
+def _top_digits(chunks: _Chunks, part: Tensor, ok: Tensor | None) -> Tensor:
+    """The top bin of each key of a chunk (``_OUTSIDE`` where not eligible), in a chunk buffer."""
+    top = torch.bitwise_right_shift(part, _BITS, out=chunks.digits[0, : part.numel()])
+    top += _HALF
     if ok is not None:
-        piece &= ok
-    return ties_before
+        top.masked_fill_(torch.logical_not(ok, out=chunks.flags[0, : part.numel()]), _OUTSIDE)
+    return top
+
+
+def _top_counts(
+    flat: list[Tensor], allowed: list[Tensor | None], chunks: _Chunks, dtype: torch.dtype
+) -> Tensor:
+    """Eligible keys per top bin ``[65536]``: one pass."""
+    device = chunks.digits.device
+    counts = torch.zeros(_BINS + 1, dtype=dtype, device=device)
+    one = torch.ones((), dtype=dtype, device=device)
+    for source, ok in zip(flat, allowed, strict=True):
+        for span in chunks.spans(source):
+            top = _top_digits(chunks, chunks.keys(source[span]), None if ok is None else ok[span])
+            counts.index_add_(0, top, one.expand(top.shape))
+    return counts[:_BINS]
+
+
+def _low_counts(
+    flat: list[Tensor],
+    allowed: list[Tensor | None],
+    chunks: _Chunks,
+    bins: list[int],
+    dtype: torch.dtype,
+) -> Tensor:
+    """Per top bin in ``bins``, eligible keys per low digit ``[len(bins), 65536]``: one pass.
+
+    One table look-up routes each key to a slot, without gathering anything: its low digit in the
+    row of its top bin, or, for a key in none of ``bins``, the slot of its top bin in a first row
+    that is then ignored (its top-bin counts are known already; distinct slots, unlike one shared
+    slot, keep the additions from waiting on each other).
+    """
+    device = chunks.digits.device
+    route = torch.arange(_BINS + 1, dtype=torch.int32, device=device)  # top bin -> slot
+    chosen = torch.tensor(bins, dtype=torch.int64, device=device)
+    route[chosen] = torch.arange(1, len(bins) + 1, dtype=torch.int32, device=device) << _BITS
+    route[chosen] += 1  # rows start after the first row's _BINS + 1 slots
+    counts = torch.zeros(((len(bins) + 1) << _BITS) + 1, dtype=dtype, device=device)
+    one = torch.ones((), dtype=dtype, device=device)
+    for source, ok in zip(flat, allowed, strict=True):
+        for span in chunks.spans(source):
+            part = chunks.keys(source[span])
+            top = _top_digits(chunks, part, None if ok is None else ok[span])
+            slot = torch.index_select(route, 0, top, out=chunks.digits[1, : part.numel()])
+            low = torch.bitwise_and(part, _LOW, out=chunks.digits[2, : part.numel()])
+            low *= torch.gt(slot, _BINS, out=chunks.flags[0, : part.numel()])
+            slot += low
+            counts.index_add_(0, slot, one.expand(slot.shape))
+    return counts[_BINS + 1 :].view(len(bins), _BINS)
+
+
+def _cut_in_bin(b: int, row: Tensor, rank: int) -> _Cut:
+    """The cut of the count whose threshold is the ``rank``-th smallest key (1-based) of top bin
+    ``b``; ``row`` is the bin's low-digit histogram."""
+    cumulative = torch.cumsum(row, 0)
+    digit = int(torch.searchsorted(cumulative, torch.tensor(rank, device=row.device)))
+    below = int(cumulative[digit - 1]) if digit > 0 else 0
+    ties = int(cumulative[digit]) - below
+    return _Cut(((b - _HALF) << _BITS) | digit, rank - below, ties)
+
+
+def _near_keys(
+    chunks: _Chunks, part: Tensor, ok: Tensor | None, tops: Tensor, lows: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """The positions in this chunk, and the keys, of its eligible keys whose top bin is marked in
+    the table ``tops`` (and whose low digit is marked in ``lows``, if given)."""
+    n = part.numel()
+    near = torch.index_select(tops, 0, _top_digits(chunks, part, ok), out=chunks.flags[0, :n])
+    if lows is not None:
+        low = torch.bitwise_and(part, _LOW, out=chunks.digits[1, :n])
+        near &= torch.index_select(lows, 0, low, out=chunks.flags[1, :n])
+    spots = positions_of(near)
+    return spots, part[spots]
+
+
+def _kept_ties(
+    spots: Tensor, keys: Tensor, split: dict[int, _Cut], seen: dict[int, int]
+) -> dict[int, Tensor]:
+    """Per count in ``split`` (some of its ties survive), the positions in this chunk of its
+    surviving ties: those after the first ``ties_pruned`` in flat order, found among the chunk's
+    near keys (a superset of the thresholds' ties). ``seen`` counts each count's ties in earlier
+    chunks and is updated."""
+    kept = {}
+    for k, cut in split.items():
+        hits = spots[keys == cut.threshold]
+        kept[k] = hits[max(cut.ties_pruned - seen[k], 0) :]
+        seen[k] += hits.numel()
+    return kept
 
 
 __all__ = ["sweep_prune_smallest"]
