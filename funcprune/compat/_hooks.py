@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from funcprune._tensors import is_concrete
 from funcprune._threads import spare_threads
 
 
@@ -255,8 +256,16 @@ def combine_masks(method: BasePruningMethod, t: Tensor, mask: Tensor) -> Tensor:
     """
     index = _survivors(method, mask)
     combined = mask.to(dtype=t.dtype)
-    partial = method.compute_mask(t[index], default_mask=mask[index])
-    combined[index] = partial.to(dtype=combined.dtype)
+    # nothing pruned yet: t[index] is a flat copy of all of t; skip gathering and scattering it
+    whole = isinstance(index, Tensor) and is_concrete(index) and bool(index.all())
+    if whole:  # copies, as t[index] and mask[index] would be
+        part, part_mask = t.flatten().clone(), mask.flatten().clone()
+    else:
+        part, part_mask = t[index], mask[index]
+    partial = method.compute_mask(part, default_mask=part_mask)
+    if whole and partial.shape == (mask.numel(),):
+        return combined.copy_(partial.reshape(mask.shape))
+    combined[index] = partial.to(dtype=combined.dtype)  # raises torch's error on a bad shape
     return combined
 
 

@@ -38,6 +38,29 @@ def test_topk_mask_is_torch_topk_choice(
         assert (_core_choice(v, k, largest) is not None) == untied
 
 
+@given(
+    n=st.integers(64, 3000),
+    levels=st.integers(1, 6),
+    fraction=st.floats(0.0, 1.0),
+    largest=st.booleans(),
+    nan=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_topk_mask_on_heavy_ties_takes_torch_topk_choice_in_both_of_its_kernels(
+    n: int, levels: int, fraction: float, largest: bool, nan: bool, seed: int
+) -> None:
+    """Many ties at the cut, with ``k`` small (torch's heap ``partial_sort``) or large (its
+    ``nth_element``): the unsorted ``topk`` and the mask built from it choose torch's entries."""
+    generator = torch.Generator().manual_seed(seed)
+    v = torch.randint(0, levels, (n,), generator=generator).float()
+    if nan:
+        v[torch.randint(0, n, (3,), generator=generator)] = math.nan
+    k = round(fraction**3 * n)  # often below n / 64
+    expected = torch.zeros(n, dtype=torch.bool)
+    expected[torch.topk(v, k, largest=largest).indices] = True
+    assert torch.equal(topk_mask(v, k, largest=largest), expected)
+
+
 def _outcome(f: Any, *args: Any) -> Any:
     try:
         return f(*args)
