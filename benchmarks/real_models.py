@@ -128,7 +128,7 @@ def global_l1(name: str, params: dict[str, Tensor], repeats: int) -> list[Result
                 f"masks identical to torch's: {same_compat}",
                 f"{ties} entries tie at the threshold |w| = {float(threshold):.6g}"
                 + (
-                    " (a tie: compat runs torch.topk over everything to pick torch's tied entries)"
+                    " (a tie: compat runs an unsorted torch.topk over everything to pick torch's tied entries)"
                     if ties > 1
                     else ""
                 ),
