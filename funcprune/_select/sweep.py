@@ -15,8 +15,8 @@ compare per count and entry (writing the ``B`` masks):
    ties) they read every key. For each count this gives the exact threshold key ``t``, the
    number of keys below it and the number of its ties.
 3. **Masks.** Per count, ``key > t``; when only some of the ties at ``t`` are pruned, the ties
-   after the first ``k - below`` in flat order survive, found among the few keys whose top and
-   low digits both match some such threshold's (two table look-ups).
+   after the first ``k - below`` in flat order survive. They are searched only in the chunks
+   that hold them (known from the gathered keys), with a running count in a chunk buffer.
 
 Every temporary is chunk-sized, a bounded number of histogram bins, or gathered keys of at most
 ``1 / _GATHER`` of the entries (half a byte per entry), whatever the values: ties, layouts or
@@ -91,21 +91,17 @@ def sweep_prune_smallest(
     chunks = _Chunks(flat, key_maker)
     cuts, tie_chunks = _plan(flat, allowed, sorted({k for k in ks if 0 < k < total}), total, chunks)
     out = [torch.empty((len(ks), f.numel()), dtype=torch.bool, device=f.device) for f in flat]
-    split = {k: cut for k, cut in cuts.items() if cut.ties_pruned < cut.ties}
-    near = (
-        _bin_table([_top_bin(cut.threshold) for cut in split.values()], chunks),
-        _bin_table([cut.threshold & _LOW for cut in split.values()], chunks),
-    )
-    seen = dict.fromkeys(split, 0)
+    split: dict[int, list[tuple[int, int]]] = {}  # threshold -> (row, ties it prunes)
+    for row, k in enumerate(ks):
+        if k in cuts and cuts[k].ties_pruned < cuts[k].ties:
+            split.setdefault(cuts[k].threshold, []).append((row, cuts[k].ties_pruned))
+    seen = dict.fromkeys(split, 0)  # ties of each threshold in the chunks before
     numbers = itertools.count()  # chunks in pass order, as in tie_chunks
     for source, ok, masks in zip(flat, allowed, out, strict=True):
         for span in chunks.spans(source):
             number = next(numbers)
             part = chunks.keys(source[span])
             part_ok = None if ok is None else ok[span]
-            kept = {}
-            if split and (tie_chunks is None or number in tie_chunks):
-                kept = _kept_ties(*_near_keys(chunks, part, part_ok, *near), split, seen)
             for row, k in enumerate(ks):
                 piece = masks[row, span]
                 if k in cuts:
@@ -114,8 +110,11 @@ def sweep_prune_smallest(
                     piece.fill_(k == 0)
                 if part_ok is not None:
                     piece &= part_ok
-                if k in kept:
-                    piece[kept[k]] = True
+            for threshold, rows in split.items():
+                if tie_chunks is None or number in tie_chunks[threshold]:
+                    seen[threshold] += _keep_ties(
+                        chunks, part, part_ok, threshold, masks, span, rows, seen[threshold]
+                    )
     return [masks.reshape(len(ks), *shape) for masks, shape in zip(out, shapes, strict=True)]
 
 
@@ -151,11 +150,11 @@ class _Chunks:
 
 
 class _Plan(NamedTuple):
-    """Each count's cut, and the chunks (numbered in pass order) that hold the ties some count
-    splits (``None``: not known, so every chunk is searched)."""
+    """Each count's cut, and per threshold whose ties some count splits, the chunks (numbered in
+    pass order) that hold those ties (``None``: not known, so every chunk is searched)."""
 
     cuts: dict[int, _Cut]
-    tie_chunks: set[int] | None
+    tie_chunks: dict[int, set[int]] | None
 
 
 def _plan(
@@ -167,7 +166,7 @@ def _plan(
 ) -> _Plan:
     """The cut of each count in ``ks`` (each strictly between 0 and ``total``, the eligible count)."""
     if not ks:
-        return _Plan({}, set())
+        return _Plan({}, {})
     dtype = torch.int32 if total < 2**31 else torch.int64  # int32 histograms stay in cache
     top = _top_counts(flat, allowed, chunks, dtype)
     cumulative = torch.cumsum(top, 0)
@@ -191,40 +190,29 @@ def _plan(
     return _Plan(cuts, None if parts is None else _chunks_holding(parts, split))
 
 
-def _chunks_holding(parts: list[Tensor], values: set[int]) -> set[int]:
-    """The numbers of the chunks whose gathered keys ``parts`` hold any of ``values``."""
-    if not values:
-        return set()
+def _chunks_holding(parts: list[Tensor], values: set[int]) -> dict[int, set[int]]:
+    """Per value, the numbers of the chunks whose gathered keys ``parts`` hold it."""
     keys = torch.cat(parts)
-    found = torch.zeros_like(keys, dtype=torch.bool)
-    for value in values:
-        found |= keys == value
     ends = torch.tensor([p.numel() for p in parts], device=keys.device).cumsum(0)
-    return set(torch.searchsorted(ends, found.nonzero().reshape(-1), right=True).tolist())
-
-
-def _bin_table(bins: list[int], chunks: _Chunks) -> Tensor:
-    """A look-up table over digits (and ``_OUTSIDE``), ``True`` at ``bins``."""
-    table = torch.zeros(_BINS + 1, dtype=torch.bool, device=chunks.flags.device)
-    table[bins] = True
-    return table
+    return {
+        value: set(
+            torch.searchsorted(ends, (keys == value).nonzero().reshape(-1), right=True).tolist()
+        )
+        for value in values
+    }
 
 
 def _gather(
     flat: list[Tensor], allowed: list[Tensor | None], chunks: _Chunks, bins: list[int]
 ) -> list[Tensor]:
     """Per chunk, its eligible keys in top bins ``bins``, in flat order: one pass."""
-    near = _bin_table(bins, chunks)
+    near = torch.zeros(_BINS + 1, dtype=torch.bool, device=chunks.flags.device)
+    near[bins] = True
     return [
-        _near_keys(chunks, chunks.keys(source[span]), None if ok is None else ok[span], near)[1]
+        _near_keys(chunks, chunks.keys(source[span]), None if ok is None else ok[span], near)
         for source, ok in zip(flat, allowed, strict=True)
         for span in chunks.spans(source)
     ]
-
-
-def _top_bin(key: int) -> int:
-    """The top bin of one key."""
-    return (key >> _BITS) + _HALF
 
 
 def _top_digits(chunks: _Chunks, part: Tensor, ok: Tensor | None) -> Tensor:
@@ -293,33 +281,39 @@ def _cut_in_bin(b: int, row: Tensor, rank: int) -> _Cut:
     return _Cut(((b - _HALF) << _BITS) | digit, rank - below, ties)
 
 
-def _near_keys(
-    chunks: _Chunks, part: Tensor, ok: Tensor | None, tops: Tensor, lows: Tensor | None = None
-) -> tuple[Tensor, Tensor]:
-    """The positions in this chunk, and the keys, of its eligible keys whose top bin is marked in
-    the table ``tops`` (and whose low digit is marked in ``lows``, if given)."""
+def _near_keys(chunks: _Chunks, part: Tensor, ok: Tensor | None, near: Tensor) -> Tensor:
+    """The eligible keys of a chunk whose top bin is marked in the table ``near``."""
+    top = _top_digits(chunks, part, ok)
+    return part[positions_of(torch.index_select(near, 0, top, out=chunks.flags[0, : top.numel()]))]
+
+
+def _keep_ties(
+    chunks: _Chunks,
+    part: Tensor,
+    ok: Tensor | None,
+    threshold: int,
+    masks: Tensor,
+    span: slice,
+    rows: list[tuple[int, int]],
+    seen: int,
+) -> int:
+    """In one chunk, set the surviving ties of ``threshold`` in each of its ``(row, pruned)``: the
+    ties after the first ``pruned`` in flat order, ``seen`` of which lie in earlier chunks.
+    Returns the ties in this chunk. Writes into chunk buffers only: no memory, whatever the ties.
+    """
     n = part.numel()
-    near = torch.index_select(tops, 0, _top_digits(chunks, part, ok), out=chunks.flags[0, :n])
-    if lows is not None:
-        low = torch.bitwise_and(part, _LOW, out=chunks.digits[1, :n])
-        near &= torch.index_select(lows, 0, low, out=chunks.flags[1, :n])
-    spots = positions_of(near)
-    return spots, part[spots]
-
-
-def _kept_ties(
-    spots: Tensor, keys: Tensor, split: dict[int, _Cut], seen: dict[int, int]
-) -> dict[int, Tensor]:
-    """Per count in ``split`` (some of its ties survive), the positions in this chunk of its
-    surviving ties: those after the first ``ties_pruned`` in flat order, found among the chunk's
-    near keys (a superset of the thresholds' ties). ``seen`` counts each count's ties in earlier
-    chunks and is updated."""
-    kept = {}
-    for k, cut in split.items():
-        hits = spots[keys == cut.threshold]
-        kept[k] = hits[max(cut.ties_pruned - seen[k], 0) :]
-        seen[k] += hits.numel()
-    return kept
+    tie = torch.eq(part, threshold, out=chunks.flags[1, :n])
+    if ok is not None:
+        tie &= ok
+    found = int(tie.count_nonzero())
+    for row, pruned in rows:
+        piece = masks[row, span]
+        if pruned <= seen:  # every tie here survives
+            piece |= tie
+        elif pruned < seen + found:  # the cut falls in this chunk
+            order = torch.cumsum(tie, 0, dtype=torch.int32, out=chunks.digits[1, :n])
+            piece |= torch.gt(order, pruned - seen, out=chunks.flags[0, :n]).logical_and_(tie)
+    return found
 
 
 __all__ = ["sweep_prune_smallest"]
