@@ -3,8 +3,9 @@
 ``python -m benchmarks.memory WORKLOAD funcprune|torch`` prints one JSON line: the peak RSS growth
 during the call, and that growth beyond the masks it returns, per parameter. Workloads:
 ``global_gpt2`` (global L1 over the GPT-2 stack; also ``torch``), ``ties`` (50M entries, 80% exact
-zeros), ``adversarial`` (a conv whose large values sit on the sample's stride) and ``random``
-(global random scores over the GPT-2 stack).
+zeros), ``adversarial`` (a conv whose large values sit on the sample's stride), ``random``
+(global random scores over the GPT-2 stack) and ``sweep`` (a vmapped sweep of 8 amounts of
+global L1 over the GPT-2 stack; its masks are the 8 mask sets).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
+from torch.func import vmap
 from torch.nn.utils import prune
 
 import funcprune as fp
@@ -22,8 +25,10 @@ from benchmarks.models import Holder, flat_weights, gpt2_weights
 from benchmarks.timing import peak_rss, reset_peak_rss
 
 
-def _inputs(workload: str) -> tuple[dict[str, Tensor], fp.PruningMethod]:
-    """The parameters and method of a funcprune memory workload."""
+def _inputs(
+    workload: str,
+) -> tuple[dict[str, Tensor], Callable[[dict[str, Tensor]], dict[str, Tensor]]]:
+    """The parameters of a funcprune memory workload, and what makes its masks of them."""
     if workload == "global_gpt2":
         return gpt2_weights(), fp.global_unstructured(0.8)
     if workload == "ties":  # a checkpoint pruned once and pruned again: 80% exact zeros
@@ -39,8 +44,11 @@ def _inputs(workload: str) -> tuple[dict[str, Tensor], fp.PruningMethod]:
         return {"conv.weight": weight}, fp.l1_unstructured(0.5)
     if workload == "random":
         return gpt2_weights(), fp.global_unstructured(0.8, scores="random")
+    if workload == "sweep":
+        amounts = torch.linspace(0.05, 0.95, 8)
+        return gpt2_weights(), lambda p: vmap(lambda a: fp.global_unstructured(a)(p))(amounts)
     raise ValueError(
-        f"unknown workload {workload!r}; allowed: 'global_gpt2', 'ties', 'adversarial', 'random'"
+        f"unknown workload {workload!r}; allowed: 'global_gpt2', 'ties', 'adversarial', 'random', 'sweep'"
     )
 
 

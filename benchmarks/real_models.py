@@ -25,7 +25,7 @@ from torch.nn.utils import prune
 import funcprune as fp
 import funcprune.compat as fpc
 from benchmarks.models import Holder, mlp
-from benchmarks.timing import Timed, interleaved, peak_rss, reset_peak_rss
+from benchmarks.timing import Timed, interleaved
 from benchmarks.workloads import Result
 
 MODELS = ("gpt2", "bert", "resnet50")
@@ -142,7 +142,7 @@ def sweep(name: str, params: dict[str, Tensor], count: int, repeats: int) -> Res
 
     Met when the sweep costs at most two single calls plus ``count`` compares that write new
     masks (fresh memory, as the sweep's and the loop's masks are); compares into reused masks
-    are reported too. The first call's peak RSS growth beyond its masks is reported per entry.
+    are reported too. Its memory is measured alone, in :func:`memory`.
     """
     amounts = torch.linspace(0.05, 0.95, count)
 
@@ -153,11 +153,9 @@ def sweep(name: str, params: dict[str, Tensor], count: int, repeats: int) -> Res
         return [fp.global_unstructured(float(a))(params) for a in amounts]
 
     entries = sum(p.numel() for p in params.values())
-    before = reset_peak_rss()
     first = time.perf_counter()
     batched = swept()
     first_call = time.perf_counter() - first
-    beyond = (peak_rss() - before - count * entries) / entries
     looped = loop()
     same = all(torch.equal(batched[k][i], m[k]) for i, m in enumerate(looped) for k in params)
     del batched, looped
@@ -191,8 +189,7 @@ def sweep(name: str, params: dict[str, Tensor], count: int, repeats: int) -> Res
             f"single calls; {count} compares that write new masks ({count * entries / 1e9:.2f} GB "
             f"of bool) take {compare * 1e3:,.0f} ms ({times['reused'].median * 1e3:,.0f} ms into "
             "masks written before)",
-            f"first vmapped call (in this process): {first_call * 1e3:,.0f} ms; its peak RSS "
-            f"growth beyond the {count} mask sets: {beyond:.2f} B/param",
+            f"first vmapped call (in this process): {first_call * 1e3:,.0f} ms",
         ],
     )
 
@@ -670,6 +667,7 @@ def memory() -> list[Result]:
         ("ties", "global L1 0.5 over 50M entries, 80% exact zeros"),
         ("adversarial", "l1_unstructured 0.5, conv 1024x1024x7x7, large values on the sample"),
         ("random", "global random scores 0.8, GPT-2-small stack"),
+        ("sweep", "vmapped sweep of 8 amounts of global L1 0.05-0.95, GPT-2-small stack"),
     ]:
         got = peak_rss_delta_in_subprocess(workload, "funcprune")
         per_param = got["beyond_masks_per_param"]

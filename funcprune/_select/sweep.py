@@ -178,7 +178,7 @@ def _plan(
         parts = _gather(flat, allowed, chunks, needed)
         keys, eligible = [torch.cat(parts)], [None]
         reader = _Chunks(keys, SAME)
-    rows = {}
+    rows: dict[int, Tensor] = {}
     for start in range(0, len(needed), _MOST_FINE):
         group = needed[start : start + _MOST_FINE]
         rows.update(zip(group, _low_counts(keys, eligible, reader, group, dtype), strict=True))
