@@ -8,6 +8,7 @@ weights and embeddings; biases and norms are left out, as usual). Each workload 
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -389,37 +390,45 @@ def _gpt2_batch(model: nn.Module) -> tuple[Tensor, Tensor]:
 
 
 def masked_training_step(name: str, model: nn.Module, repeats: int) -> Result:
-    """Dense forward and backward plus an AdamW step, with and without masked_step."""
+    """Dense forward and backward plus an AdamW step, with and without masked_step.
+
+    Each loop trains its own copy of the pruned model with its own optimizer, as a masked loop
+    only ever takes masked steps (a dense step in between would move the pruned weights, and the
+    next masked step would have to zero weights and moments again).
+    """
     if name.startswith("gpt2"):
         x, y = _gpt2_batch(model)
 
-        def loss() -> Tensor:
-            return model(x, labels=y).loss  # type: ignore[no-any-return]
+        def loss(net: nn.Module) -> Tensor:
+            return net(x, labels=y).loss  # type: ignore[no-any-return]
 
     else:
         generator = torch.Generator().manual_seed(3)
         x = torch.randn(256, 1024, generator=generator)
         y = torch.randint(0, 1024, (256,), generator=generator)
 
-        def loss() -> Tensor:
-            return F.cross_entropy(model(x), y)
+        def loss(net: nn.Module) -> Tensor:
+            return F.cross_entropy(net(x), y)
 
-    model.train()
     named = dict(model.named_parameters())
     masks = fp.l1_unstructured(0.5)({k: p.detach() for k, p in named.items() if p.dim() >= 2})
     with torch.no_grad():
         for key, mask in masks.items():
             named[key].mul_(mask)
+    twin = copy.deepcopy(model)
+    model.train()
+    twin.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, foreach=True)
+    twin_optimizer = torch.optim.AdamW(twin.parameters(), lr=1e-5, foreach=True)
 
     def dense() -> None:
-        optimizer.zero_grad()
-        loss().backward()
-        optimizer.step()
+        twin_optimizer.zero_grad()
+        loss(twin).backward()
+        twin_optimizer.step()
 
     def masked() -> None:
         optimizer.zero_grad()
-        loss().backward()
+        loss(model).backward()
         fp.masked_step(optimizer, {k: named[k] for k in masks}, masks)
 
     times = interleaved({"masked": masked, "dense": dense}, repeats=repeats, warmup=2)
