@@ -12,6 +12,7 @@ from reference import reference_keep
 from torch import Tensor
 from torch.func import vmap
 
+import funcprune as fp
 from funcprune._select import chunks, dispatch, eager, radix, rank, sweep
 from funcprune._select.keys import order_keys
 
@@ -208,6 +209,18 @@ def test_sweep_kernel_matches_a_stable_sort_for_every_count(
         got = sweep.sweep_prune_smallest(flat, allowed, counts, shapes)
     for index, count in enumerate(counts):
         _assert_equal([g[index] for g in got], _expected(scores, eligible, count))
+
+
+def test_sweep_gathering_more_keys_than_any_tensor_holds_matches_the_loop() -> None:
+    """32 amounts over 100 tensors of 5,000 entries: the thresholds' bins hold more keys than the
+    largest tensor, so the low-digit passes read a gathered source longer than any input."""
+    generator = torch.Generator().manual_seed(0)
+    params = {f"w{i}": torch.randn(100, 50, generator=generator) for i in range(100)}
+    amounts = torch.linspace(0.05, 0.95, 32)
+    swept = vmap(lambda a: fp.global_unstructured(a)(params))(amounts)
+    for index, amount in enumerate(amounts.tolist()):
+        looped = fp.global_unstructured(amount)(params)
+        assert all(torch.equal(swept[key][index], looped[key]) for key in params)
 
 
 @given(case=selections(), extra=st.lists(st.integers(0, 40), min_size=1, max_size=4))

@@ -126,8 +126,9 @@ class _Chunks:
     and buffers are overwritten by the next chunk.
     """
 
-    def __init__(self, flat: list[Tensor], key_maker: KeyMaker) -> None:
-        self.size = max(chunk_size(key_maker) // 4, 1)  # several temporaries per entry here
+    def __init__(self, flat: list[Tensor], key_maker: KeyMaker, size: int | None = None) -> None:
+        # several temporaries per entry here: a quarter of the eager kernel's chunk by default
+        self.size = max(chunk_size(key_maker) // 4, 1) if size is None else size
         longest = min(self.size, max((f.numel() for f in flat), default=0))
         device = flat[0].device if flat else None
         self.key_maker = key_maker
@@ -147,6 +148,10 @@ class _Chunks:
     def keys(self, part: Tensor) -> Tensor:
         """The keys of one chunk of a source."""
         return self.key_maker.make(part, self._scratch)
+
+    def of_keys(self, keys: list[Tensor]) -> _Chunks:
+        """A reader of ``keys`` (keys already), in chunks of this reader's size."""
+        return _Chunks(keys, SAME, self.size)
 
 
 class _Plan(NamedTuple):
@@ -177,7 +182,7 @@ def _plan(
     if int(top[needed].sum()) <= total // _GATHER:  # few keys in the bins: read only those
         parts = _gather(flat, allowed, chunks, needed)
         keys, eligible = [torch.cat(parts)], [None]
-        reader = _Chunks(keys, SAME)
+        reader = chunks.of_keys(keys)
     rows: dict[int, Tensor] = {}
     for start in range(0, len(needed), _MOST_FINE):
         group = needed[start : start + _MOST_FINE]
