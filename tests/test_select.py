@@ -211,6 +211,41 @@ def test_sweep_kernel_matches_a_stable_sort_for_every_count(
         _assert_equal([g[index] for g in got], _expected(scores, eligible, count))
 
 
+@given(
+    sizes=st.lists(st.integers(0, 60), min_size=1, max_size=4),
+    levels=st.integers(1, 4),
+    fractions=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=6),
+    chunk=st.integers(1, 9),
+    gather=st.sampled_from([1, 3, 10**9]),
+    partial=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_sweep_kernel_splits_heavy_ties_across_chunks(
+    sizes: list[int],
+    levels: int,
+    fractions: list[float],
+    chunk: int,
+    gather: int,
+    partial: bool,
+    seed: int,
+) -> None:
+    """A few distinct values, so most counts cut inside a run of ties that spans many chunks:
+    the surviving ties (those after the pruned ones, in flat order) start mid-chunk, whether
+    the thresholds' bins are gathered or not, with or without ineligible entries."""
+    generator = torch.Generator().manual_seed(seed)
+    scores = [torch.randint(0, levels, (n,), generator=generator).float() for n in sizes]
+    eligible = [torch.rand(n, generator=generator) < 0.8 if partial else None for n in sizes]
+    flat, allowed, shapes = _flat_inputs(scores, eligible)
+    total = sum(int(n if e is None else e.sum()) for n, e in zip(sizes, eligible, strict=True))
+    counts = [round(f * total) for f in fractions]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(chunks, "_CHUNK", chunk)
+        patch.setattr(sweep, "_GATHER", gather)
+        got = sweep.sweep_prune_smallest(flat, allowed, counts, shapes)
+    for index, count in enumerate(counts):
+        _assert_equal([g[index] for g in got], _expected(scores, eligible, count))
+
+
 def test_sweep_gathering_more_keys_than_any_tensor_holds_matches_the_loop() -> None:
     """32 amounts over 100 tensors of 5,000 entries: the thresholds' bins hold more keys than the
     largest tensor, so the low-digit passes read a gathered source longer than any input."""

@@ -2,8 +2,7 @@
 
 Both kernels read their keys in chunks of about ``_CHUNK`` bytes of temporaries, making the keys
 of each chunk on the fly (e.g. magnitudes into a reused scratch buffer), so their extra memory is
-a few chunks whatever the number of parameters. Both start from a sorted strided sample of the
-keys, which brackets where each count cuts.
+a few chunks whatever the number of parameters.
 
 >>> import torch
 >>> eligible_count([torch.zeros(3), torch.zeros(2)], [None, torch.tensor([True, False])])
@@ -12,7 +11,6 @@ keys, which brackets where each count cuts.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -63,34 +61,6 @@ def key_dtype(flat: list[Tensor], key_maker: KeyMaker) -> torch.dtype:
     return key_maker.make(flat[0][:1], None).dtype if flat else torch.int32
 
 
-def sorted_sample(
-    flat: list[Tensor], allowed: list[Tensor | None], key_maker: KeyMaker, size: int
-) -> Tensor:
-    """The sorted keys of a strided sample of about ``size`` eligible entries (odd stride)."""
-    stride = max(1, sum(f.numel() for f in flat) // size) | 1  # odd: rarely aligned with rows
-    picks = [
-        key_maker.make(f[::stride], None)
-        if ok is None
-        else key_maker.make(f[::stride], None)[ok[::stride]]
-        for f, ok in zip(flat, allowed, strict=True)
-    ]
-    return torch.sort(torch.cat(picks)).values
-
-
-def bracket_of(sample: Tensor, k: int, total: int) -> tuple[int, int]:
-    """Keys ``lo <= hi`` that very likely bracket the ``k``-th smallest of ``total``, from a sorted sample."""
-    info = torch.iinfo(sample.dtype)
-    m = sample.numel()
-    if m == 0:
-        return info.min, info.max
-    centre = k / total * m
-    margin = 4.0 * math.sqrt(centre * (1.0 - k / total)) + 2.0
-    low, high = math.floor(centre - margin), math.ceil(centre + margin)
-    lo = int(sample[low]) if low >= 0 else info.min
-    hi = int(sample[high]) if high < m else info.max
-    return lo, hi
-
-
 def positions_of(mask: Tensor) -> Tensor:
     """Ascending positions of the ``True`` entries of a 1-d bool tensor.
 
@@ -107,31 +77,11 @@ def positions_of(mask: Tensor) -> Tensor:
     return words[cells[:, 0]] * 8 + cells[:, 1]
 
 
-def survivors(keys: Tensor, pruned: int) -> Tensor:
-    """Which of ``keys`` (1-d, in flat order) survive when the ``pruned`` smallest are pruned,
-    ties at the threshold pruned lowest position first (``0 < pruned <= keys.numel()``).
-
-    >>> import torch
-    >>> survivors(torch.tensor([5, 1, 3, 1, 3]), 3).tolist()
-    [True, False, False, False, True]
-    """
-    t = torch.kthvalue(keys, pruned).values
-    keep = keys > t
-    ties_kept = int((keys <= t).count_nonzero()) - pruned  # the last ties at t survive
-    if ties_kept:
-        tie = keys == t
-        keep |= tie & (torch.cumsum(tie, 0) > tie.count_nonzero() - ties_kept)
-    return keep
-
-
 __all__ = [
     "SAME",
     "KeyMaker",
-    "bracket_of",
     "chunk_size",
     "eligible_count",
     "key_dtype",
     "positions_of",
-    "sorted_sample",
-    "survivors",
 ]

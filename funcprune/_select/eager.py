@@ -25,19 +25,18 @@ Temporaries are chunk-sized, so the extra memory stays a few chunks plus the bra
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from funcprune._select.chunks import (
     SAME,
     KeyMaker,
-    bracket_of,
     chunk_size,
     eligible_count,
     key_dtype,
     positions_of,
-    sorted_sample,
-    survivors,
 )
 from funcprune._select.sweep import sweep_prune_smallest
 
@@ -53,6 +52,34 @@ def _chunks(
     """Slices of ``size`` entries of ``source`` (and ``ok``), with their spans."""
     spans = [slice(start, start + size) for start in range(0, source.numel(), size)]
     return [(source[span], None if ok is None else ok[span], span) for span in spans]
+
+
+def sorted_sample(
+    flat: list[Tensor], allowed: list[Tensor | None], key_maker: KeyMaker, size: int
+) -> Tensor:
+    """The sorted keys of a strided sample of about ``size`` eligible entries (odd stride)."""
+    stride = max(1, sum(f.numel() for f in flat) // size) | 1  # odd: rarely aligned with rows
+    picks = [
+        key_maker.make(f[::stride], None)
+        if ok is None
+        else key_maker.make(f[::stride], None)[ok[::stride]]
+        for f, ok in zip(flat, allowed, strict=True)
+    ]
+    return torch.sort(torch.cat(picks)).values
+
+
+def bracket_of(sample: Tensor, k: int, total: int) -> tuple[int, int]:
+    """Keys ``lo <= hi`` that very likely bracket the ``k``-th smallest of ``total``, from a sorted sample."""
+    info = torch.iinfo(sample.dtype)
+    m = sample.numel()
+    if m == 0:
+        return info.min, info.max
+    centre = k / total * m
+    margin = 4.0 * math.sqrt(centre * (1.0 - k / total)) + 2.0
+    low, high = math.floor(centre - margin), math.ceil(centre + margin)
+    lo = int(sample[low]) if low >= 0 else info.min
+    hi = int(sample[high]) if high < m else info.max
+    return lo, hi
 
 
 def _bracket(
@@ -117,6 +144,23 @@ def _holds(
     """Whether the ``k``-th smallest key is among the gathered ones."""
     above, _, parts = split
     return total - above - sum(part.numel() for part in parts) < k <= total - above
+
+
+def survivors(keys: Tensor, pruned: int) -> Tensor:
+    """Which of ``keys`` (1-d, in flat order) survive when the ``pruned`` smallest are pruned,
+    ties at the threshold pruned lowest position first (``0 < pruned <= keys.numel()``).
+
+    >>> import torch
+    >>> survivors(torch.tensor([5, 1, 3, 1, 3]), 3).tolist()
+    [True, False, False, False, True]
+    """
+    t = torch.kthvalue(keys, pruned).values
+    keep = keys > t
+    ties_kept = int((keys <= t).count_nonzero()) - pruned  # the last ties at t survive
+    if ties_kept:
+        tie = keys == t
+        keep |= tie & (torch.cumsum(tie, 0) > tie.count_nonzero() - ties_kept)
+    return keep
 
 
 def eager_prune_smallest(

@@ -178,9 +178,10 @@ def _plan(
     bins = torch.searchsorted(cumulative, torch.tensor(ks, device=top.device)).tolist()
     needed = sorted(set(bins))
     keys, eligible, reader = flat, allowed, chunks  # what the low-digit passes read
-    parts = None
+    sizes = None  # gathered keys per chunk, if gathered
     if int(top[needed].sum()) <= total // _GATHER:  # few keys in the bins: read only those
         parts = _gather(flat, allowed, chunks, needed)
+        sizes = [part.numel() for part in parts]
         keys, eligible = [torch.cat(parts)], [None]
         reader = chunks.of_keys(keys)
     rows: dict[int, Tensor] = {}
@@ -192,13 +193,13 @@ def _plan(
         for k, b in zip(ks, bins, strict=True)
     }
     split = {cut.threshold for cut in cuts.values() if cut.ties_pruned < cut.ties}
-    return _Plan(cuts, None if parts is None else _chunks_holding(parts, split))
+    return _Plan(cuts, None if sizes is None else _chunks_holding(keys[0], sizes, split))
 
 
-def _chunks_holding(parts: list[Tensor], values: set[int]) -> dict[int, set[int]]:
-    """Per value, the numbers of the chunks whose gathered keys ``parts`` hold it."""
-    keys = torch.cat(parts)
-    ends = torch.tensor([p.numel() for p in parts], device=keys.device).cumsum(0)
+def _chunks_holding(keys: Tensor, sizes: list[int], values: set[int]) -> dict[int, set[int]]:
+    """Per value, the numbers of the chunks whose gathered ``keys`` (``sizes[i]`` of them from
+    chunk ``i``, in order) hold it."""
+    ends = torch.tensor(sizes, device=keys.device).cumsum(0)
     return {
         value: set(
             torch.searchsorted(ends, (keys == value).nonzero().reshape(-1), right=True).tolist()
@@ -311,12 +312,14 @@ def _keep_ties(
     if ok is not None:
         tie &= ok
     found = int(tie.count_nonzero())
+    order = None  # the running count of ties, made once if a cut falls in this chunk
     for row, pruned in rows:
         piece = masks[row, span]
         if pruned <= seen:  # every tie here survives
             piece |= tie
         elif pruned < seen + found:  # the cut falls in this chunk
-            order = torch.cumsum(tie, 0, dtype=torch.int32, out=chunks.digits[1, :n])
+            if order is None:
+                order = torch.cumsum(tie, 0, dtype=torch.int32, out=chunks.digits[1, :n])
             piece |= torch.gt(order, pruned - seen, out=chunks.flags[0, :n]).logical_and_(tie)
     return found
 

@@ -44,11 +44,11 @@ def _core_choice(values: Tensor, k: int, largest: bool) -> Tensor | None:
     kept = prune_smallest(
         [order_keys(values)], [None], torch.tensor(smallest, device=values.device)
     )[0]
-    chosen = kept if largest else ~kept
-    low, high = (~chosen, chosen) if largest else (chosen, ~chosen)
-    top_of_low = values.masked_fill(~low, -math.inf).max()
-    bottom_of_high = values.masked_fill(~high, math.inf).min()
-    return None if bool(top_of_low == bottom_of_high) else chosen  # equal: a tie at the boundary
+    pruned = ~kept  # the entries below the cut; kept: those above it
+    top_of_pruned = values.masked_fill(kept, -math.inf).max()
+    bottom_of_kept = values.masked_fill(pruned, math.inf).min()
+    tie = bool(top_of_pruned == bottom_of_kept)  # equal: a tie at the boundary
+    return None if tie else (kept if largest else pruned)
 
 
 def topk_mask(values: Tensor, k: int, *, largest: bool) -> Tensor:
