@@ -249,3 +249,58 @@ def test_vit_sweep_under_vmap_and_nm_along_inputs() -> None:
     masks = along_inputs(dims, lambda dim: fp.nm_semistructured(2, 4, dim=dim))(params)
     assert bool((masks["blocks.1.mlp.fc2.weight"].reshape(192, -1, 4).sum(-1) == 2).all())
     assert torch.equal(fp.masked_call(model, params, masks, x), _multiplied(model, masks)(x))
+
+
+def _split_ties(mask: torch.Tensor, values: torch.Tensor, tie: float) -> bool:
+    """Whether ``mask`` prunes some entries equal to ``tie`` and keeps others."""
+    at = values.detach() == tie
+    return bool((mask & at).any()) and bool((~mask & at).any())
+
+
+def test_resnet18_sweep_over_parameters_that_require_grad_splits_norm_ties_like_the_loop() -> None:
+    """Parameters as users pass them (requiring grad, BatchNorm included): the BatchNorm biases
+    start at exactly 0 and the weights at exactly 1, and two of the amounts cut inside those
+    ties, which the sweep splits as the loop does (lowest flat index pruned first)."""
+    torch.manual_seed(3)
+    model = tiny_models.resnet18().eval()
+    params = dict(model.named_parameters())
+    flat = torch.cat([p.detach().abs().reshape(-1) for p in params.values()])
+    zeros, ones = int((flat == 0).sum()), int((flat == 1).sum())
+    total = flat.numel()
+    amounts = torch.tensor([zeros / 2 / total, 0.3, 0.8, 1 - ones / 2 / total], dtype=torch.float64)
+    swept = vmap(lambda a: fp.global_unstructured(a)(params))(amounts)
+    for index, amount in enumerate(amounts.tolist()):
+        looped = fp.global_unstructured(amount)(params)
+        assert all(torch.equal(swept[k][index], looped[k]) for k in params)
+    assert _split_ties(torch.cat([m[0].reshape(-1) for m in swept.values()]), flat, 0.0)
+    assert _split_ties(torch.cat([m[3].reshape(-1) for m in swept.values()]), flat, 1.0)
+    masks = {k: m[2] for k, m in swept.items()}
+    x = torch.randn(2, 3, 32, 32)
+    expected = _multiplied(model, masks)(x)
+    assert torch.equal(fp.masked_call(model, _detached(params), masks, x), expected)
+
+
+def test_resnet18_compat_global_pruning_of_a_checkpoint_with_zeros_picks_torchs_tied_entries() -> (
+    None
+):
+    """A checkpoint pruned once and made permanent holds exact zeros; pruning it again cuts inside
+    them, so compat runs torch's (unsorted) topk and must pick torch's tied entries."""
+    torch.manual_seed(4)
+    model = tiny_models.resnet18().eval()
+
+    def layers(net: nn.Module) -> list[tuple[nn.Module, str]]:
+        return [(m, "weight") for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+    torch_prune.global_unstructured(layers(model), torch_prune.L1Unstructured, amount=0.6)
+    for module, name in layers(model):
+        torch_prune.remove(module, name)
+    theirs, ours = copy.deepcopy(model), copy.deepcopy(model)
+    torch_prune.global_unstructured(layers(theirs), torch_prune.L1Unstructured, amount=0.4)
+    compat.global_unstructured(layers(ours), compat.L1Unstructured, amount=0.4)
+    pairs = list(zip(layers(theirs), layers(ours), strict=True))
+    assert all(torch.equal(a.weight_mask, b.weight_mask) for (a, _), (b, _) in pairs)
+    picked = torch.cat([a.weight_mask.reshape(-1) for (a, _), _ in pairs]).bool()
+    values = torch.cat([a.weight_orig.detach().reshape(-1) for (a, _), _ in pairs])
+    assert _split_ties(picked, values, 0.0)  # the cut fell among the zeros
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(theirs(x), ours(x))
