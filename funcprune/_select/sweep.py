@@ -179,10 +179,10 @@ def _plan(
     needed = sorted(set(bins))
     keys, eligible, reader = flat, allowed, chunks  # what the low-digit passes read
     sizes = None  # gathered keys per chunk, if gathered
-    if int(top[needed].sum()) <= total // _GATHER:  # few keys in the bins: read only those
-        parts = _gather(flat, allowed, chunks, needed)
-        sizes = [part.numel() for part in parts]
-        keys, eligible = [torch.cat(parts)], [None]
+    near = int(top[needed].sum())
+    if near <= total // _GATHER:  # few keys in the bins: read only those
+        gathered, sizes = _gather(flat, allowed, chunks, needed, near)
+        keys, eligible = [gathered], [None]
         reader = chunks.of_keys(keys)
     rows: dict[int, Tensor] = {}
     for start in range(0, len(needed), _MOST_FINE):
@@ -228,16 +228,23 @@ def _chunks_holding(
 
 
 def _gather(
-    flat: list[Tensor], allowed: list[Tensor | None], chunks: _Chunks, bins: list[int]
-) -> list[Tensor]:
-    """Per chunk, its eligible keys in top bins ``bins``, in flat order: one pass."""
-    near = torch.zeros(_BINS + 1, dtype=torch.bool, device=chunks.flags.device)
-    near[bins] = True
-    return [
-        _near_keys(chunks, chunks.keys(source[span]), None if ok is None else ok[span], near)
-        for source, ok in zip(flat, allowed, strict=True)
-        for span in chunks.spans(source)
-    ]
+    flat: list[Tensor], allowed: list[Tensor | None], chunks: _Chunks, bins: list[int], near: int
+) -> tuple[Tensor, list[int]]:
+    """The eligible keys in top bins ``bins`` (``near`` of them), in flat order, and how many
+    each chunk holds: one pass, writing into one buffer (no per-chunk pieces to concatenate)."""
+    table = torch.zeros(_BINS + 1, dtype=torch.bool, device=chunks.flags.device)
+    table[bins] = True
+    gathered = torch.empty(near, dtype=torch.int32, device=chunks.flags.device)
+    sizes: list[int] = []
+    start = 0
+    for source, ok in zip(flat, allowed, strict=True):
+        for span in chunks.spans(source):
+            part = chunks.keys(source[span])
+            part = _near_keys(chunks, part, None if ok is None else ok[span], table)
+            gathered[start : start + part.numel()] = part
+            start += part.numel()
+            sizes.append(part.numel())
+    return gathered, sizes
 
 
 def _top_digits(chunks: _Chunks, part: Tensor, ok: Tensor | None) -> Tensor:
