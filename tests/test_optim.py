@@ -447,3 +447,96 @@ def test_the_second_moment_floor_never_changes_the_denominator(
     plain = v.sqrt() / c2 + eps
     floored = v.clamp_min(floor).sqrt() / c2 + eps
     assert torch.equal(plain, floored)
+
+
+ROOTED: list[Callable[[list[nn.Parameter]], torch.optim.Optimizer]] = [
+    lambda ps: torch.optim.Adam(ps, lr=0.01, weight_decay=0.1),
+    lambda ps: torch.optim.Adam(ps, lr=0.01, amsgrad=True),
+    lambda ps: torch.optim.AdamW(ps, lr=0.01, eps=1e-12, foreach=False),
+    lambda ps: torch.optim.NAdam(ps, lr=0.01),
+    lambda ps: torch.optim.RAdam(ps, lr=0.01),  # unrectified steps first, rectified from the 6th
+    lambda ps: torch.optim.RMSprop(ps, lr=0.01, momentum=0.5, centered=True),
+    lambda ps: torch.optim.Adagrad(ps, lr=0.1),
+]
+
+
+def _pair(
+    make: Callable[[list[nn.Parameter]], torch.optim.Optimizer],
+) -> tuple[dict[str, nn.Parameter], dict[str, nn.Parameter], dict[str, torch.Tensor]]:
+    """Twin parameters (one small, one walked in chunks) and their masks."""
+    from funcprune.training._chunked import CHUNK
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = {"small": (6, 4), "big": (CHUNK + 5,)}
+    ours = {k: nn.Parameter(torch.randn(s, generator=gen)) for k, s in shapes.items()}
+    theirs = {k: nn.Parameter(p.detach().clone()) for k, p in ours.items()}
+    masks = {k: torch.rand(s, generator=gen) > 0.5 for k, s in shapes.items()}
+    return ours, theirs, masks
+
+
+def _state(opt: torch.optim.Optimizer, p: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {n: v for n, v in opt.state[p].items() if isinstance(v, torch.Tensor)}
+
+
+@pytest.mark.parametrize("make", ROOTED)
+def test_masked_step_equals_its_definition_bit_for_bit(
+    make: Callable[[list[nn.Parameter]], torch.optim.Optimizer],
+) -> None:
+    """masked_step lifts known-zero pruned second moments to one during the step (torch's CPU
+    square root is slow on zeros), yet equals its definition exactly: mask the gradients, take a
+    plain step, zero the pruned weights and state."""
+    ours, theirs, masks = _pair(make)
+    opt, reference = make(list(ours.values())), make(list(theirs.values()))
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(8):
+        for key, p in ours.items():
+            grad = torch.randn(p.shape, generator=gen)
+            p.grad, theirs[key].grad = grad.clone(), grad * masks[key]
+        fp.masked_step(opt, ours, masks)
+        reference.step()
+        with torch.no_grad():
+            for key, p in theirs.items():
+                p.mul_(masks[key])
+                for value in _state(reference, p).values():
+                    if value.shape == p.shape:
+                        value.mul_(masks[key])
+        for key, p in ours.items():
+            assert torch.equal(p.detach(), theirs[key].detach()), key
+            mine, wanted = _state(opt, p), _state(reference, theirs[key])
+            assert mine.keys() == wanted.keys()
+            for name, value in mine.items():
+                assert torch.equal(value, wanted[name]), (key, name)
+
+
+def test_masked_step_lifts_pruned_second_moments_only_during_the_step() -> None:
+    ours, _, masks = _pair(lambda ps: torch.optim.AdamW(ps, lr=0.01))
+    opt = torch.optim.AdamW(list(ours.values()), lr=0.01)
+    seen: list[bool] = []
+
+    def during(_opt: torch.optim.Optimizer, _args: object, _kwargs: object) -> None:
+        if opt.state:
+            seen.append(
+                all(
+                    bool((opt.state[p]["exp_avg_sq"][~masks[k]] == 1).all())
+                    for k, p in ours.items()
+                )
+            )
+
+    opt.register_step_pre_hook(during)
+    for _ in range(3):
+        for p in ours.values():
+            p.grad = torch.ones_like(p)
+        fp.masked_step(opt, ours, masks)
+        for key, p in ours.items():
+            assert not opt.state[p]["exp_avg_sq"][~masks[key]].any()
+    assert seen == [True, True]  # the first step zeroes state it did not know to be zero
+
+    def fail(_opt: torch.optim.Optimizer, _args: object, _kwargs: object) -> None:
+        raise RuntimeError("step failed")
+
+    opt.register_step_pre_hook(fail)
+    before = {k: opt.state[p]["exp_avg_sq"].clone() for k, p in ours.items()}
+    with pytest.raises(RuntimeError, match="step failed"):
+        fp.masked_step(opt, ours, masks)
+    for key, p in ours.items():  # a failed step leaves the state as it found it
+        assert torch.equal(opt.state[p]["exp_avg_sq"], before[key])

@@ -1,4 +1,4 @@
-"""Writing into large tensors a chunk at a time: ``in_chunks`` and ``zero_pruned_``.
+"""Writing into large tensors a chunk at a time: ``in_chunks``, ``zero_pruned_``, ``mask_and_lift_``.
 
 In-place elementwise work on a large model is bound by memory, and a temporary as large as a
 parameter (a converted mask, Adam's denominator) costs more than the arithmetic: fresh memory is
@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from funcprune._threads import one_thread
+from funcprune._threads import spare_threads
 
 CHUNK = 1 << 20
 """Entries per chunk of a large tensor (4 MiB of float32)."""
@@ -74,11 +74,18 @@ class Scratch:
         return keep
 
 
+_WALKED = CHUNK // 4
+"""Entries from which a tensor is walked: below, a batched ``_foreach`` call is cheaper; above,
+its whole-tensor temporaries (a converted mask) cost more than walking it (masking the gradients
+and lifting the second moments of a 3 x 1024 MLP's 1M-entry weights, on one thread: 6.9 ms whole,
+3.3 ms walked)."""
+
+
 def _walkable(tensors: list[Tensor]) -> bool:
     first = tensors[0]
     return (
         first.device.type == "cpu"
-        and first.numel() > CHUNK
+        and first.numel() >= _WALKED
         and all(t.is_contiguous() and t.numel() == first.numel() for t in tensors)
     )
 
@@ -86,10 +93,10 @@ def _walkable(tensors: list[Tensor]) -> bool:
 def in_chunks(columns: list[list[Tensor]], masks: list[Tensor | None]) -> Iterator[Batch]:
     """The same columns (and masks), cut into batches for in-place work.
 
-    Rows whose tensors are large, contiguous and on the CPU come one chunk at a time (aligned flat
-    slices, views into the tensors), sharing one :class:`Scratch`; all other rows come first,
-    whole, in one batch without scratch. Under ``torch.compile`` the columns come whole: a traced
-    loop over chunks would unroll.
+    Rows whose tensors are large (``_WALKED`` entries or more), contiguous and on the CPU come one
+    chunk at a time (aligned flat slices, views into the tensors), sharing one :class:`Scratch`;
+    all other rows come first, whole, in one batch without scratch. Under ``torch.compile`` the
+    columns come whole: a traced loop over chunks would unroll.
 
     >>> import torch
     >>> big, small = torch.zeros(CHUNK + 1), torch.zeros(3)
@@ -125,7 +132,7 @@ def in_chunks(columns: list[list[Tensor]], masks: list[Tensor | None]) -> Iterat
 @torch.no_grad()
 def zero_pruned_(tensors: list[Tensor], masks: list[Tensor]) -> None:
     """Multiply each tensor by its bool mask of the same shape, in place (exact: the product
-    with 0 or 1 is), on one thread, with one ``_foreach_mul_`` per dtype for the small tensors.
+    with 0 or 1 is), on the spare cores, with one ``_foreach_mul_`` per dtype for the small tensors.
 
     >>> import torch
     >>> big = torch.ones(3 * CHUNK)
@@ -134,9 +141,45 @@ def zero_pruned_(tensors: list[Tensor], masks: list[Tensor]) -> None:
     >>> int(big.sum()) == 3 * CHUNK // 2
     True
     """
-    with one_thread():
+    with spare_threads():
         for (batch,), their_masks, scratch in in_chunks([tensors], list(masks)):
             multiply_(batch, their_masks, scratch)
+
+
+@torch.no_grad()
+def mask_and_lift_(zeroed: list[Tensor], lifted: list[Tensor | None], masks: list[Tensor]) -> None:
+    """Per bool mask: zero the pruned entries (``False``) of ``zeroed[i]`` and add one to those
+    of ``lifted[i]`` where given, in one pass on the spare cores (each mask chunk converted once).
+    Kept entries of ``lifted`` add exactly ``0.0``, so they do not change.
+
+    >>> import torch
+    >>> grad, state = torch.tensor([0.5, 2.0]), torch.tensor([0.25, 0.0])
+    >>> mask_and_lift_([grad], [state], [torch.tensor([True, False])])
+    >>> grad, state
+    (tensor([0.5000, 0.0000]), tensor([0.2500, 1.0000]))
+    """
+    both = [(z, t, m) for z, t, m in zip(zeroed, lifted, masks, strict=True) if t is not None]
+    alone: list[tuple[Tensor, Tensor | None]] = [
+        (z, m) for z, t, m in zip(zeroed, lifted, masks, strict=True) if t is None
+    ]
+    columns = [[z for z, _, _ in both], [t for _, t, _ in both]]
+    their_masks: list[Tensor | None] = [m for _, _, m in both]
+    with spare_threads():
+        for batch in in_chunks(columns, their_masks):
+            multiply_(batch.columns[0], batch.masks, batch.scratch)
+            for tensor, mask in zip(batch.columns[1], batch.masks, strict=True):
+                if mask is None:
+                    continue
+                if batch.scratch is None:
+                    tensor.add_(torch.logical_not(mask).to(tensor.dtype))
+                else:  # through the kept mask (already converted) and a scratch buffer
+                    keep = batch.scratch.keep(mask, tensor.dtype)
+                    lift = torch.neg(keep, out=batch.scratch.buffer("lift", tensor))
+                    tensor.add_(lift.add_(1.0))
+        for (rest,), rest_masks, scratch in in_chunks(
+            [[z for z, _ in alone]], [m for _, m in alone]
+        ):
+            multiply_(rest, rest_masks, scratch)
 
 
 def multiply_(tensors: list[Tensor], masks: list[Tensor | None], scratch: Scratch | None) -> None:
