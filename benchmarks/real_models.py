@@ -452,7 +452,7 @@ def training(quick: bool) -> list[Result]:
     """The optimizer and training-step rows: GPT-2 small (2 layers in quick mode) and the MLP."""
     name = "gpt2-2" if quick else "gpt2"
     model = build(name)
-    repeats = 3 if quick else 5
+    repeats = 3 if quick else 9  # each AdamW step page-faults ~0.5 GB of fresh temporaries
     rows = optimizer_steps(name, model, repeats)
     rows.append(masked_training_step(name, model, repeats))
     rows.append(masked_training_step("MLP 3x1024", mlp(1024), 10 if quick else 20))
