@@ -45,8 +45,9 @@ def _threads(count: int) -> Iterator[None]:
 
 
 def one_thread() -> contextlib.AbstractContextManager[None]:
-    """One intra-op thread for the block: for passes made of many small regions (chunk walks),
-    which a second thread barely speeds up even on an idle machine.
+    """One intra-op thread for the block: for chunk walks that a second thread does not speed
+    up even on an idle machine (the donated optimizer steps; the masking passes of
+    :func:`funcprune.masked_step` do gain from one, and take :func:`spare_threads`).
 
     >>> import torch
     >>> before = torch.get_num_threads()

@@ -12,8 +12,8 @@ compare per count and entry (writing the ``B`` masks):
    row per bin, up to ``_MOST_FINE`` bins per pass (bounded memory). When the bins hold few keys
    (at most ``1 / _GATHER`` of them, as usual) a pass gathers those keys (one table look-up per
    key routes them) and the histograms read only them; otherwise (heavy ties) they read every
-   key. For each count this gives the exact threshold key ``t``, the
-   number of keys below it and the number of its ties.
+   key. For each count this gives the exact threshold key ``t``, the number of keys below it and
+   the number of its ties.
 3. **Masks.** Per count, ``key > t``; when only some of the ties at ``t`` are pruned, the ties
    after the first ``k - below`` in flat order survive. They are searched only in the chunks
    that hold them (known from the gathered keys), with a running count in a chunk buffer.

@@ -1,4 +1,4 @@
-"""Writing into large tensors a chunk at a time: ``in_chunks``, ``zero_pruned_``, ``mask_and_lift_``.
+"""Chunk-at-a-time writes into large tensors: ``in_chunks``, ``zero_pruned_``, ``mask_and_lift_``.
 
 In-place elementwise work on a large model is bound by memory, and a temporary as large as a
 parameter (a converted mask, Adam's denominator) costs more than the arithmetic: fresh memory is

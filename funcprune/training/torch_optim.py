@@ -107,10 +107,7 @@ after the step."""
 
 
 def _rooted(
-    optimizer: Optimizer,
-    params: Mapping[str, Tensor],
-    masks: Mapping[str, Tensor],
-    untouched: set[str],
+    optimizer: Optimizer, params: Mapping[str, Tensor], untouched: set[str]
 ) -> dict[str, Tensor]:
     """By key, the CPU state tensor of :data:`_ROOTED` whose pruned entries are known to be zero
     (the ``untouched`` keys) and that this step divides by (the parameter has a gradient); none
@@ -248,7 +245,7 @@ def masked_step(
     """
     _checked(optimizer, params, masks)
     untouched = set() if closure is not None else _untouched(optimizer, params, masks)
-    rooted = _rooted(optimizer, params, masks, untouched)
+    rooted = _rooted(optimizer, params, untouched)
     _mask_grads(params, masks, rooted)
     try:
         loss = optimizer.step(closure)
