@@ -124,8 +124,10 @@ class _Chunks:
     """Chunk spans of the sources, their keys, and reusable chunk-sized buffers.
 
     Every pass reads the keys a chunk at a time into the same buffers, so a pass allocates no
-    fresh memory per chunk (fresh pages cost more than the arithmetic on them). A chunk's keys
-    and buffers are overwritten by the next chunk.
+    chunk-sized temporary per chunk (fresh pages cost more than the arithmetic on them); what
+    remains per chunk is small and recycled by the allocator (the top pass's 512 KiB of counts)
+    or is output (the gathered keys, copied into one buffer). A chunk's keys and buffers are
+    overwritten by the next chunk.
     """
 
     def __init__(self, flat: list[Tensor], key_maker: KeyMaker, size: int | None = None) -> None:
