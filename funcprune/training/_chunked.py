@@ -141,6 +141,8 @@ def zero_pruned_(tensors: list[Tensor], masks: list[Tensor]) -> None:
     >>> int(big.sum()) == 3 * CHUNK // 2
     True
     """
+    if not tensors:  # reading the load costs more than nothing to do
+        return
     with spare_threads():
         for (batch,), their_masks, scratch in in_chunks([tensors], list(masks)):
             multiply_(batch, their_masks, scratch)
@@ -158,6 +160,8 @@ def mask_and_lift_(zeroed: list[Tensor], lifted: list[Tensor | None], masks: lis
     >>> grad, state
     (tensor([0.5000, 0.0000]), tensor([0.2500, 1.0000]))
     """
+    if not zeroed:
+        return
     both = [(z, t, m) for z, t, m in zip(zeroed, lifted, masks, strict=True) if t is not None]
     alone: list[tuple[Tensor, Tensor | None]] = [
         (z, m) for z, t, m in zip(zeroed, lifted, masks, strict=True) if t is None
@@ -174,8 +178,8 @@ def mask_and_lift_(zeroed: list[Tensor], lifted: list[Tensor | None], masks: lis
                     tensor.add_(torch.logical_not(mask).to(tensor.dtype))
                 else:  # through the kept mask (already converted) and a scratch buffer
                     keep = batch.scratch.keep(mask, tensor.dtype)
-                    lift = torch.neg(keep, out=batch.scratch.buffer("lift", tensor))
-                    tensor.add_(lift.add_(1.0))
+                    one = torch.ones((), dtype=tensor.dtype)
+                    tensor.add_(torch.sub(one, keep, out=batch.scratch.buffer("lift", tensor)))
         for (rest,), rest_masks, scratch in in_chunks(
             [[z for z, _ in alone]], [m for _, m in alone]
         ):
