@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import funcprune as fp
+from funcprune.types import Masks, Params, Scores
 
 FACTORIES = [
     fp.l1_unstructured,
@@ -98,6 +99,31 @@ def test_bad_norms_and_hyperparameters() -> None:
         fp.only(fp.identity(), include="(")
     with pytest.raises(TypeError, match=r"exclude must be a regular expression"):
         fp.only(fp.identity(), exclude=3)  # type: ignore[arg-type]
+
+
+def test_chain_checks_what_every_plain_callable_stage_returns() -> None:
+    """Before or after a method, last or not: a stage's bad masks are an error naming the stage,
+    never masks handed on (float masks would otherwise come back from the chain as they are)."""
+    params = {"w": torch.arange(1.0, 5.0)}
+
+    def floats(p: Params, m: Masks, importance_scores: Scores | None = None) -> Masks:
+        return {"w": torch.ones(4)}
+
+    def stray(p: Params, m: Masks, importance_scores: Scores | None = None) -> Masks:
+        return {"x": torch.ones(4, dtype=torch.bool)}
+
+    for method, stage in (
+        (fp.chain(floats, fp.identity()), 0),
+        (fp.chain(fp.identity(), floats), 1),
+    ):
+        with pytest.raises(
+            TypeError, match=rf"chain: stage {stage} \(<function .*floats.*must be bool"
+        ):
+            method(params)
+    with pytest.raises(KeyError, match=r"chain: stage 1 .*keys that are not parameters: \['x'\]"):
+        fp.chain(fp.l1_unstructured(1), stray)(params)
+    kept = fp.chain(fp.l1_unstructured(1), lambda p, m, importance_scores=None: m)(params)
+    assert kept["w"].tolist() == [False, True, True, True]
 
 
 def test_dict_errors_list_every_offending_key() -> None:

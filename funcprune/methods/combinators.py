@@ -38,16 +38,34 @@ class Chain(Method):
 
     def _partial(self, params: Params, masks: Mapping[str, Tensor], scores: Scores) -> Masks:
         current: Mapping[str, Tensor] = masks
-        checked = True  # a method's masks need no checks; a plain callable's are checked
-        for method in self.methods:
-            if isinstance(method, Method):
-                if not checked:
-                    check_given_masks(params, current, scores)
-                current, checked = method._partial(params, current, scores), True
+        for stage, method in enumerate(self.methods):
+            if isinstance(method, Method):  # a method's masks need no checks
+                current = method._partial(params, current, scores)
             else:
                 current = method(params, current, importance_scores=scores)
-                checked = False
+                _check_stage(params, current, scores, stage, method)
         return dict(current)
+
+
+def _check_stage(
+    params: Params, masks: Mapping[str, Tensor], scores: Scores, stage: int, method: object
+) -> None:
+    """The masks a plain callable in a chain returned must be what a call accepts as masks;
+    the error names the stage (0-based).
+
+    >>> import torch
+    >>> _check_stage({"w": torch.ones(2)}, {"w": torch.ones(2)}, {}, 1, "f")
+    Traceback (most recent call last):
+    ...
+    TypeError: chain: stage 1 ('f') returned masks that do not fit: masks must be bool tensors (True keeps, False prunes); got 'w' (torch.float32); convert with mask != 0
+    """
+    try:
+        check_given_masks(params, masks, scores)
+    except (TypeError, ValueError, KeyError) as error:
+        message = error.args[0] if error.args else str(error)
+        raise type(error)(
+            f"chain: stage {stage} ({method!r}) returned masks that do not fit: {message}"
+        ) from None
 
 
 def chain(*methods: PruningMethod) -> Chain:
