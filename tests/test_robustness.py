@@ -280,7 +280,7 @@ def test_all_true_masks_equal_no_masks_on_empty_tensors(
     params = {"w": torch.zeros(rows, cols)}
     everything = {"w": torch.ones(rows, cols, dtype=torch.bool)}
     for method in (
-        fp.ln_structured(amount, n=2, dim=dim),
+        *(fp.ln_structured(amount, n=n, dim=dim) for n in (2, 1, math.inf, -math.inf, "fro")),
         fp.random_structured(amount, dim=dim),
         fp.l1_unstructured(amount),
     ):

@@ -110,6 +110,8 @@ class LnStructured(PerKeyMethod):
         source = score_source(key, current(param, survivors), score, self.factory)
         _check_matrix_norm(key, self.n, param.shape[lead:], dim)
         others = [d for d in range(lead, param.dim()) if d != dim + lead]
+        if source.numel() == 0:  # empty slices: torch.norm refuses +-inf over an empty dim, but
+            return order_keys(source.sum(dim=others))  # no slice holds an entry to prune anyway
         return order_keys(torch.norm(source, p=self.n, dim=others))
 
 
