@@ -126,6 +126,24 @@ def test_chain_checks_what_every_plain_callable_stage_returns() -> None:
     assert kept["w"].tolist() == [False, True, True, True]
 
 
+def test_only_checks_what_a_plain_callable_returns() -> None:
+    """Bad masks are an error naming ``only``; a key the callable leaves out is all kept, as a
+    chain's last stage leaving it out (not a bare KeyError)."""
+    params = {"w": torch.arange(1.0, 5.0), "b": torch.ones(2)}
+
+    def floats(p: Params, m: Masks, importance_scores: Scores | None = None) -> Masks:
+        return {"w": torch.ones(4)}
+
+    def nothing(p: Params, m: Masks, importance_scores: Scores | None = None) -> Masks:
+        return {}
+
+    with pytest.raises(TypeError, match=r"only: method <function .*floats.*must be bool"):
+        fp.only(floats, include="w")(params)
+    given = {"w": torch.tensor([True, False, True, True])}
+    for method in (fp.only(nothing, include="w"), fp.chain(nothing)):
+        assert all(m.all() for m in method(params, given).values())
+
+
 def test_dict_errors_list_every_offending_key() -> None:
     params = {"a": torch.randn(2, 2), "b": torch.randn(3)}
     method = fp.l1_unstructured(0.5)

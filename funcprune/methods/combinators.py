@@ -43,29 +43,25 @@ class Chain(Method):
                 current = method._partial(params, current, scores)
             else:
                 current = method(params, current, importance_scores=scores)
-                _check_stage(params, current, scores, stage, method)
+                _check_returned(params, current, scores, f"chain: stage {stage} ({method!r})")
         return dict(current)
 
 
-def _check_stage(
-    params: Params, masks: Mapping[str, Tensor], scores: Scores, stage: int, method: object
-) -> None:
-    """The masks a plain callable in a chain returned must be what a call accepts as masks;
-    the error names the stage (0-based).
+def _check_returned(params: Params, masks: Mapping[str, Tensor], scores: Scores, who: str) -> None:
+    """The masks a plain callable (not a funcprune method, whose masks are checked already)
+    returned must be what a call accepts as masks; the error starts with ``who``.
 
     >>> import torch
-    >>> _check_stage({"w": torch.ones(2)}, {"w": torch.ones(2)}, {}, 1, "f")
+    >>> _check_returned({"w": torch.ones(2)}, {"w": torch.ones(2)}, {}, "chain: stage 1 (f)")
     Traceback (most recent call last):
     ...
-    TypeError: chain: stage 1 ('f') returned masks that do not fit: masks must be bool tensors (True keeps, False prunes); got 'w' (torch.float32); convert with mask != 0
+    TypeError: chain: stage 1 (f) returned masks that do not fit: masks must be bool tensors (True keeps, False prunes); got 'w' (torch.float32); convert with mask != 0
     """
     try:
         check_given_masks(params, masks, scores)
     except (TypeError, ValueError, KeyError) as error:
         message = error.args[0] if error.args else str(error)
-        raise type(error)(
-            f"chain: stage {stage} ({method!r}) returned masks that do not fit: {message}"
-        ) from None
+        raise type(error)(f"{who} returned masks that do not fit: {message}") from None
 
 
 def chain(*methods: PruningMethod) -> Chain:
@@ -140,15 +136,16 @@ class Only(Method):
                 f"keys {sorted(params)}; fix the pattern, or pass allow_empty=True to let a "
                 "parameter dict without such keys pass through unpruned"
             )
+        given = {key: s for key, s in scores.items() if key in chosen}
         inner = self.method(
-            chosen,
-            {key: m for key, m in masks.items() if key in chosen},
-            importance_scores={key: s for key, s in scores.items() if key in chosen},
+            chosen, {key: m for key, m in masks.items() if key in chosen}, importance_scores=given
         )
+        if not isinstance(self.method, Method):
+            _check_returned(chosen, inner, given, f"only: method {self.method!r}")
         return {
             key: inner[key] if key in chosen else masks[key]
             for key in params
-            if key in chosen or key in masks
+            if (key in inner if key in chosen else key in masks)  # else all kept, as in chain
         }
 
 
