@@ -460,9 +460,7 @@ ROOTED: list[Callable[[list[nn.Parameter]], torch.optim.Optimizer]] = [
 ]
 
 
-def _pair(
-    make: Callable[[list[nn.Parameter]], torch.optim.Optimizer],
-) -> tuple[dict[str, nn.Parameter], dict[str, nn.Parameter], dict[str, torch.Tensor]]:
+def _pair() -> tuple[dict[str, nn.Parameter], dict[str, nn.Parameter], dict[str, torch.Tensor]]:
     """Twin parameters (one small, one walked in chunks) and their masks."""
     from funcprune.training._chunked import CHUNK
 
@@ -485,7 +483,7 @@ def test_masked_step_equals_its_definition_bit_for_bit(
     """masked_step lifts known-zero pruned second moments to one during the step (torch's CPU
     square root is slow on zeros), yet equals its definition exactly: mask the gradients, take a
     plain step, zero the pruned weights and state."""
-    ours, theirs, masks = _pair(make)
+    ours, theirs, masks = _pair()
     opt, reference = make(list(ours.values())), make(list(theirs.values()))
     gen = torch.Generator().manual_seed(1)
     for _ in range(8):
@@ -509,7 +507,7 @@ def test_masked_step_equals_its_definition_bit_for_bit(
 
 
 def test_masked_step_lifts_pruned_second_moments_only_during_the_step() -> None:
-    ours, _, masks = _pair(lambda ps: torch.optim.AdamW(ps, lr=0.01))
+    ours, _, masks = _pair()
     opt = torch.optim.AdamW(list(ours.values()), lr=0.01)
     seen: list[bool] = []
 

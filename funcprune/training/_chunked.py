@@ -144,8 +144,13 @@ def zero_pruned_(tensors: list[Tensor], masks: list[Tensor]) -> None:
     if not tensors:  # reading the load costs more than nothing to do
         return
     with spare_threads():
-        for (batch,), their_masks, scratch in in_chunks([tensors], list(masks)):
-            multiply_(batch, their_masks, scratch)
+        _zero_all(tensors, masks)
+
+
+def _zero_all(tensors: list[Tensor], masks: list[Tensor]) -> None:
+    """:func:`zero_pruned_` on the threads set by the caller."""
+    for (batch,), their_masks, scratch in in_chunks([tensors], list(masks)):
+        multiply_(batch, their_masks, scratch)
 
 
 @torch.no_grad()
@@ -163,12 +168,11 @@ def mask_and_lift_(zeroed: list[Tensor], lifted: list[Tensor | None], masks: lis
     if not zeroed:
         return
     both = [(z, t, m) for z, t, m in zip(zeroed, lifted, masks, strict=True) if t is not None]
-    alone: list[tuple[Tensor, Tensor | None]] = [
-        (z, m) for z, t, m in zip(zeroed, lifted, masks, strict=True) if t is None
-    ]
+    alone = [(z, m) for z, t, m in zip(zeroed, lifted, masks, strict=True) if t is None]
     columns = [[z for z, _, _ in both], [t for _, t, _ in both]]
     their_masks: list[Tensor | None] = [m for _, _, m in both]
     with spare_threads():
+        _zero_all([z for z, _ in alone], [m for _, m in alone])
         for batch in in_chunks(columns, their_masks):
             multiply_(batch.columns[0], batch.masks, batch.scratch)
             for tensor, mask in zip(batch.columns[1], batch.masks, strict=True):
@@ -180,10 +184,6 @@ def mask_and_lift_(zeroed: list[Tensor], lifted: list[Tensor | None], masks: lis
                     keep = batch.scratch.keep(mask, tensor.dtype)
                     one = torch.ones((), dtype=tensor.dtype)
                     tensor.add_(torch.sub(one, keep, out=batch.scratch.buffer("lift", tensor)))
-        for (rest,), rest_masks, scratch in in_chunks(
-            [[z for z, _ in alone]], [m for _, m in alone]
-        ):
-            multiply_(rest, rest_masks, scratch)
 
 
 def multiply_(tensors: list[Tensor], masks: list[Tensor | None], scratch: Scratch | None) -> None:
