@@ -219,8 +219,9 @@ def masked_step(
     entries of every optimizer state tensor shaped like its parameter (``momentum_buffer``,
     ``exp_avg``, ``exp_avg_sq``, ...) are zeroed, so no later step can move them either. Unpruned
     entries step exactly as with ``optimizer.step()`` (torch's optimizers are elementwise).
-    During the step, known-zero pruned second moments read one (see :data:`_ROOTED`); they are
-    zero again when it returns or raises.
+    During the step, known-zero pruned second moments (Adam's ``exp_avg_sq``, RMSprop's
+    ``square_avg``, Adagrad's ``sum``) read one, which leaves every update as it was and spares
+    torch's CPU square root its slow path on zeros; they are zero again when it returns or raises.
 
     Args:
         optimizer: any ``torch.optim`` optimizer holding the tensors of ``params``.
